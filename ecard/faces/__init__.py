@@ -1,0 +1,1 @@
+"""Face models, photo loading and ID-photo matching (no Flask, no database)."""

@@ -1,0 +1,1 @@
+"""Blink-based liveness: frames in, a LivenessResult out (no Flask, no database)."""
