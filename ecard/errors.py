@@ -122,3 +122,19 @@ class ConfigError(EcardError):
     code = "config_error"
     status = 500
     default_message = "The service is misconfigured."
+
+
+# --- ID-photo matching (ecard/faces/images.py, ecard/faces/match.py) -------------------------
+
+
+class ImageTooSmallError(MediaError):
+    code = "image_too_small"
+    default_message = "The picture is too small to show a face."
+
+
+class TemplateError(EcardError):
+    """A stored face template that cannot be read (wrong version, corrupt bytes): a data fault
+    on our side, not the citizen's input, so HTTP 500 / exit 1."""
+
+    code = "bad_template"
+    default_message = "The stored face template is not valid."
