@@ -138,3 +138,153 @@ class TemplateError(EcardError):
 
     code = "bad_template"
     default_message = "The stored face template is not valid."
+
+
+# --- service: web API, store, card lifecycle (ecard/web, ecard/store, ecard/cards.py) ----------
+
+
+class RequestError(InputError):
+    """An HTTP request that is malformed before any domain rule applies."""
+
+    code = "bad_request"
+    status = 400
+    default_message = "The request is malformed."
+
+
+class MalformedJSONError(RequestError):
+    code = "malformed_json"
+    default_message = "The request body is not valid JSON."
+
+
+class MissingFieldError(RequestError):
+    code = "missing_field"
+    default_message = "A required field is missing."
+
+
+class InvalidFieldError(RequestError):
+    code = "invalid_field"
+    status = 422
+    default_message = "A field has an invalid value."
+
+
+class UnsupportedMediaTypeError(RequestError):
+    code = "unsupported_media_type"
+    status = 415
+    default_message = "The request has the wrong content type."
+
+
+class RequestTooLargeError(RequestError):
+    code = "request_too_large"
+    status = 413
+    default_message = "The request body is too large."
+
+
+class NotFoundError(InputError):
+    code = "not_found"
+    status = 404
+    default_message = "Not found."
+
+
+class MethodNotAllowedError(InputError):
+    code = "method_not_allowed"
+    status = 405
+    default_message = "This method is not allowed here."
+
+
+class AuthError(InputError):
+    """Missing or wrong credentials (HTTP Basic for channels, Bearer for citizens)."""
+
+    code = "unauthorized"
+    status = 401
+    default_message = "Missing or wrong credentials."
+
+
+class ForbiddenError(InputError):
+    """Valid credentials without the scope the operation needs."""
+
+    code = "forbidden"
+    status = 403
+    default_message = "These credentials may not do this."
+
+
+class InvalidIdNumberError(InputError):
+    code = "invalid_id_number"
+    status = 422
+    default_message = "The ID number is not a valid 18-character resident ID number."
+
+
+class CitizenNotFoundError(NotFoundError):
+    code = "citizen_not_found"
+    default_message = "No citizen with this ID number and name is in the registry."
+
+
+class AlreadyExistsError(InputError):
+    code = "already_exists"
+    status = 409
+    default_message = "This already exists."
+
+
+class StateError(InputError):
+    """A step asked for in the wrong state of the enrollment or card."""
+
+    code = "wrong_state"
+    status = 409
+    default_message = "This step is not possible in the current state."
+
+
+class EnrollmentExpiredError(StateError):
+    code = "enrollment_expired"
+    status = 410
+    default_message = "The enrollment has expired; ask the service for a new link."
+
+
+class EnrollmentLockedError(StateError):
+    code = "enrollment_locked"
+    status = 423
+    default_message = "Too many failed attempts; this enrollment is locked."
+
+
+class ConsentRequiredError(InputError):
+    code = "consent_required"
+    status = 422
+    default_message = "The agreement must be accepted to continue."
+
+
+class NonceError(InputError):
+    code = "bad_nonce"
+    status = 409
+    default_message = "The challenge is unknown, used or expired; ask for a new challenge."
+
+
+class CardConflictError(StateError):
+    code = "card_exists"
+    default_message = "A card is already being issued for this citizen."
+
+
+class CardStateError(StateError):
+    code = "card_not_active"
+    default_message = "The card is not active."
+
+
+class PinLockedError(InputError):
+    code = "pin_locked"
+    status = 423
+    default_message = "Too many wrong PINs; the card is locked for PIN use."
+
+
+class WrongPinError(AuthError):
+    code = "wrong_pin"
+    status = 403
+    default_message = "The PIN is wrong."
+
+
+class RateLimitedError(InputError):
+    code = "rate_limited"
+    status = 429
+    default_message = "Too many requests; slow down."
+
+
+class NotReadyError(EcardError):
+    code = "not_ready"
+    status = 503
+    default_message = "The service is not ready."

@@ -1,0 +1,76 @@
+"""The :class:`Store`: one engine per process, read sessions and write transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from ecard.store.engine import make_engine, make_fork_safe
+from ecard.store.migrate import upgrade
+
+
+class Store:
+    """The database of one service process.
+
+    ``read()`` gives a session for queries; ``write()`` a session inside one transaction that
+    commits on success and rolls back on any exception (on SQLite it holds the write lock from
+    the start, so concurrent writers queue instead of failing).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        with (
+            self.engine.connect().execution_options(ecard_write=True) as conn,
+            Session(bind=conn, expire_on_commit=False, join_transaction_mode="rollback_only") as s,
+        ):
+            conn.begin()
+            try:
+                yield s
+                s.flush()
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+    def migrate(self) -> None:
+        """Apply every Alembic migration not yet applied (idempotent)."""
+        upgrade(self.engine)
+
+    def reachable(self) -> bool:
+        """Whether a trivial query succeeds (for /readyz)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return False
+        return True
+
+    def after_fork(self) -> None:
+        make_fork_safe(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(url: str, *, migrate: bool = True) -> Store:
+    """A :class:`Store` for ``url``, migrated to the latest schema unless ``migrate`` is False."""
+    store = Store(make_engine(url))
+    if migrate:
+        store.migrate()
+    return store
