@@ -1,0 +1,90 @@
+"""The Flask application: ``create_app(config)`` builds one service process.
+
+Heavy services (store, face models, signing keys) are built once here and kept in
+``app.extensions["ecard"]`` (:class:`~ecard.web.services.Services`); tests pass ready objects in
+``config``. Blueprints by area: enroll, cards, hospital scan, well-known, health, meta
+(OpenAPI, metrics); the pages blueprint registers in :func:`_register_blueprints`.
+
+``config`` (a mapping) replaces the environment when given: keys ``ECARD_*`` as in CONTRACT.md
+plus the web settings of :func:`~ecard.web.services.load_web_settings`, and ``STORE``,
+``FACE_MODELS``, ``KEYSTORE`` (ready objects), ``LOAD_MODELS`` (``"0"``: do not load), ``TESTING``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response
+
+from ecard.config import load_settings
+from ecard.web.errors import register_error_handlers
+from ecard.web.services import Services, build_services, load_web_settings
+
+__all__ = ["Services", "create_app"]
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """A ready application. Without ``config`` it reads the environment (``ecard serve``)."""
+    env: Mapping[str, Any] = os.environ if config is None else config
+    settings = load_settings({k: str(v) for k, v in env.items() if k.startswith("ECARD_")})
+    web = load_web_settings(env)
+    app = Flask(__name__, instance_path=str(settings.instance), instance_relative_config=False)
+    app.config.update(
+        MAX_CONTENT_LENGTH=web.max_body_bytes,
+        MAX_FORM_MEMORY_SIZE=web.max_body_bytes,
+        MAX_FORM_PARTS=web.max_frames + 20,
+        JSON_SORT_KEYS=False,
+        TESTING=bool(env.get("TESTING", False)),
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["ecard"] = build_services(settings, web, env)
+    register_error_handlers(app)
+    _register_blueprints(app)
+    _install_hooks(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from ecard.web import health
+
+    app.register_blueprint(health.bp)
+    for name in ("wellknown", "enroll", "cards", "hospital", "meta"):
+        module = _optional(name)
+        if module is not None:
+            app.register_blueprint(module.bp)
+    # pages (ecard/web/pages.py) register here:
+
+
+def _optional(name: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(f"ecard.web.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"ecard.web.{name}":
+            raise
+        return None
+
+
+#: Sent on every response; pages may set their own Content-Security-Policy first.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(self), microphone=(), geolocation=()",
+}
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+def _install_hooks(app: Flask) -> None:
+    @app.after_request
+    def _security_headers(resp: Response) -> Response:
+        for key, value in SECURITY_HEADERS.items():
+            resp.headers.setdefault(key, value)
+        if (resp.mimetype or "").startswith("application/"):
+            resp.headers.setdefault("Content-Security-Policy", API_CSP)
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
