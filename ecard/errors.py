@@ -288,3 +288,159 @@ class NotReadyError(EcardError):
     code = "not_ready"
     status = 503
     default_message = "The service is not ready."
+
+
+# --- tokens: e-card and QR tokens, keys, status list, PIN policy (ecard/tokens) ---------------
+
+
+class TokenError(InputError):
+    """A token that must not be accepted. The code says why; the message never echoes the token."""
+
+    code = "token_invalid"
+    status = 401
+    default_message = "The token is not valid."
+
+
+class TokenMalformedError(TokenError):
+    code = "token_malformed"
+    status = 400
+    default_message = "The token is not a well-formed compact JWS."
+
+
+class TokenDuplicateMemberError(TokenMalformedError):
+    code = "token_duplicate_member"
+    default_message = "The token repeats a member name in its header or claims."
+
+
+class TokenForbiddenHeaderError(TokenError):
+    code = "token_forbidden_header"
+    default_message = "The token header carries a parameter we never accept."
+
+
+class TokenAlgorithmError(TokenError):
+    code = "token_bad_algorithm"
+    default_message = "The token's algorithm is not the one pinned to its key."
+
+
+class TokenWrongTypeError(TokenError):
+    code = "token_wrong_type"
+    default_message = "The token is not of the expected type."
+
+
+class TokenUnknownKeyError(TokenError):
+    code = "token_unknown_key"
+    default_message = "The token was not signed by a key of this issuer."
+
+
+class TokenKeyRetiredError(TokenUnknownKeyError):
+    code = "token_key_retired"
+    default_message = "The token was signed by a key that has been retired."
+
+
+class TokenBadSignatureError(TokenError):
+    code = "token_bad_signature"
+    default_message = "The token's signature does not verify."
+
+
+class TokenClaimsError(TokenError):
+    code = "token_bad_claims"
+    default_message = "The token lacks a required claim or has one of the wrong type."
+
+
+class TokenIssuerError(TokenError):
+    code = "token_bad_issuer"
+    default_message = "The token was issued by someone else."
+
+
+class TokenExpiredError(TokenError):
+    code = "token_expired"
+    default_message = "The token has expired."
+
+
+class TokenNotYetValidError(TokenError):
+    code = "token_not_yet_valid"
+    default_message = "The token is not valid yet."
+
+
+class TokenReplayedError(TokenError):
+    """A single-use token (the QR presentation token) presented a second time."""
+
+    code = "replayed"
+    status = 409
+    default_message = "This QR code has already been used; ask for a fresh one."
+
+
+class QrNotFoundError(MediaError):
+    code = "qr_not_found"
+    default_message = "No readable QR code was found in the picture."
+
+
+class StatusListError(InputError):
+    """A status list (or status list token) that cannot be decoded, or an index outside it."""
+
+    code = "bad_status_list"
+    status = 422
+    default_message = "The status list is not valid."
+
+
+class KeyNotFoundError(InputError):
+    code = "key_not_found"
+    status = 404
+    default_message = "No signing key with this kid."
+
+
+class KeyActiveError(InputError):
+    code = "key_active"
+    status = 409
+    default_message = "The active signing key cannot be retired; rotate first."
+
+
+class KeyStoreError(ConfigError):
+    code = "key_store_error"
+    default_message = "The signing keys could not be read or written."
+
+
+class FetchError(EcardError):
+    """The offline verifier could not fetch the JWKS or a status list."""
+
+    code = "fetch_failed"
+    status = 502
+    default_message = "The JWKS or status list could not be fetched."
+
+
+class PinPolicyError(InputError):
+    """A PIN refused by the policy; each subclass names the rule. The PIN is never echoed."""
+
+    code = "pin_rejected"
+    status = 422
+    default_message = "This PIN is not allowed."
+
+
+class PinFormatError(PinPolicyError):
+    code = "pin_format"
+    default_message = "The PIN must be exactly 6 digits (0-9)."
+
+
+class PinRepeatedError(PinPolicyError):
+    code = "pin_repeated"
+    default_message = "The PIN must not be one digit or a short pattern repeated (111111, 121212)."
+
+
+class PinSequenceError(PinPolicyError):
+    code = "pin_sequence"
+    default_message = "The PIN must not be a run of consecutive digits (123456, 654321)."
+
+
+class PinBirthDateError(PinPolicyError):
+    code = "pin_birth_date"
+    default_message = "The PIN must not contain your date of birth."
+
+
+class PinIdNumberError(PinPolicyError):
+    code = "pin_id_number"
+    default_message = "The PIN must not be part of your ID number."
+
+
+class PinCommonError(PinPolicyError):
+    code = "pin_common"
+    default_message = "This PIN is among the most common ones; choose a less guessable PIN."
