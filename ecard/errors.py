@@ -444,3 +444,22 @@ class PinIdNumberError(PinPolicyError):
 class PinCommonError(PinPolicyError):
     code = "pin_common"
     default_message = "This PIN is among the most common ones; choose a less guessable PIN."
+
+
+# --- pages: the hospital desk's session (ecard/web/pages.py) -----------------------------------
+
+
+class CsrfError(InputError):
+    """A desk form or fetch without the session's CSRF token."""
+
+    code = "csrf_failed"
+    status = 403
+    default_message = "The page is out of date; reload it and try again."
+
+
+class DeskSessionError(InputError):
+    """A desk route called without a live desk session."""
+
+    code = "desk_session"
+    status = 401
+    default_message = "The desk session has ended; log in again."

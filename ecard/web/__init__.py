@@ -55,6 +55,9 @@ def _register_blueprints(app: Flask) -> None:
         if module is not None:
             app.register_blueprint(module.bp)
     # pages (ecard/web/pages.py) register here:
+    from ecard.web.pages import init_pages
+
+    init_pages(app)
 
 
 def _optional(name: str) -> Any:

@@ -1,0 +1,328 @@
+"""The HTML pages: ``/`` (integrators), ``/enroll/<token>`` (citizen), ``/card`` (back to the card)
+and ``/hospital`` (the scanning desk), plus the desk's session, CSRF and scan routes.
+
+The citizen's pages keep nothing on the server: the enrollment token moves from the URL to the
+tab's ``sessionStorage`` and the card token lives in the phone's ``localStorage``; both call the
+JSON API with ``Authorization: Bearer``. The desk logs in with the hospital's client credentials
+once; its session cookie (HttpOnly, SameSite=Strict, Secure over HTTPS) holds only the hospital's
+client id, a fingerprint of its current secret (rotating the secret ends every desk session), the
+CSRF token and the card id of the last scan (for the PIN confirmation). Never a PIN or a token.
+
+Every page answers with a Content-Security-Policy without ``'unsafe-inline'``: scripts and
+styles come from ``/static`` only, framing is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from flask import (
+    Blueprint,
+    Flask,
+    Request,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.sessions import SecureCookieSessionInterface
+
+from ecard.errors import AuthError, CsrfError, DeskSessionError, ForbiddenError
+
+bp = Blueprint("pages", __name__)
+
+Lang = Literal["en", "zh-CN"]
+LANGS: tuple[Lang, ...] = ("zh-CN", "en")
+STATIC = Path(__file__).resolve().parent / "static"
+
+#: Content-Security-Policy of every page: nothing inline, nothing from another origin.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob: mediastream:; connect-src 'self'; font-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+#: A desk session ends after this long without a new login.
+DESK_SESSION_HOURS = 10
+#: Failed desk logins per client address before logins from it are refused for a while.
+DESK_LOGIN_FAILURES = 10
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# --- language ---------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=len(LANGS))
+def messages(lang: Lang) -> dict[str, str]:
+    """The page texts of one language (the same JSON files the browser switches between)."""
+    with (STATIC / "i18n" / f"{lang}.json").open(encoding="utf-8") as fh:
+        data: dict[str, str] = json.load(fh)
+    return data
+
+
+def pick_language(req: Request) -> Lang:
+    """The ``ecard_lang`` cookie set by the switch, else the best of Accept-Language (zh-CN
+    when the browser says nothing: the citizens are in China)."""
+    cookie = req.cookies.get("ecard_lang")
+    if cookie in LANGS:
+        return "en" if cookie == "en" else "zh-CN"
+    if not req.accept_languages:
+        return "zh-CN"
+    best = req.accept_languages.best_match(["zh-CN", "zh", "en"], default="zh-CN")
+    return "en" if best == "en" else "zh-CN"
+
+
+def _render(template: str, title_key: str, status: int = 200, **context: Any) -> Response:
+    lang = pick_language(request)
+    texts = messages(lang)
+
+    def t(key: str, **values: Any) -> str:
+        text = texts.get(key, key)
+        for name, value in values.items():
+            text = text.replace("{" + name + "}", str(value))
+        return text
+
+    # The dictionary is embedded as a JSON data block (not executed, so the CSP allows it);
+    # "<" is escaped so that no text can close the <script> element.
+    messages_json = json.dumps(texts, ensure_ascii=False).replace("<", "\\u003c")
+    html = render_template(
+        template,
+        lang=lang,
+        other_lang="en" if lang == "zh-CN" else "zh-CN",
+        large=request.cookies.get("ecard_large") == "1",
+        t=t,
+        title_key=title_key,
+        messages_json=messages_json,
+        **context,
+    )
+    resp = make_response(html, status)
+    resp.headers["Content-Language"] = lang
+    resp.vary.add("Accept-Language")
+    resp.vary.add("Cookie")
+    return resp
+
+
+@bp.after_request
+def _page_headers(resp: Response) -> Response:
+    """Security headers of every page and desk route (the app adds nosniff and the rest)."""
+    resp.headers["Content-Security-Policy"] = PAGE_CSP
+    resp.headers["X-Frame-Options"] = "DENY"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    resp.headers.setdefault("Permissions-Policy", "camera=(self), microphone=(), geolocation=()")
+    if request.endpoint != "pages.index":
+        resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def index() -> Response:
+    return _render("index.html", "index.title")
+
+
+@bp.get("/enroll/<token>")
+@bp.get("/enroll")
+def enroll(token: str | None = None) -> Response:
+    """The citizen's enrollment page. The token is read by the page's script, which moves it to
+    sessionStorage and replaces the URL with ``/enroll``; the server only resolves which
+    enrollment it opens (the token's hash is looked up, the token itself is not kept)."""
+    enrollment_id = _enrollment_id_for(token) if token else None
+    return _render("enroll.html", "enroll.title", enrollment_id=enrollment_id)
+
+
+@bp.get("/card")
+def card() -> Response:
+    return _render("card.html", "card.title")
+
+
+@bp.get("/hospital")
+def hospital() -> Response:
+    desk = _desk()
+    return _render("hospital.html", "desk.title", desk=desk, csrf=_csrf_token())
+
+
+def _enrollment_id_for(token: str) -> str | None:
+    """The id of the enrollment this bearer token opens, or None (the page then says the link
+    is no longer valid)."""
+    from sqlalchemy import select
+
+    from ecard.cards import hash_secret
+    from ecard.store.models import Enrollment
+
+    if len(token) > 512:
+        return None
+    digest = hash_secret(token)
+    with _services().store.read() as s:
+        found = s.scalar(select(Enrollment.id).where(Enrollment.token_hash == digest))
+    return str(found) if found is not None else None
+
+
+def _services() -> Any:
+    return current_app.extensions["ecard"]
+
+
+# --- the desk's session and CSRF ----------------------------------------------------------------
+
+
+def _csrf_token() -> str:
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return token
+
+
+def _check_csrf(sent: str | None) -> None:
+    expected = session.get("csrf")
+    if not isinstance(expected, str) or not sent or not hmac.compare_digest(sent, expected):
+        raise CsrfError()
+
+
+def _secret_fingerprint(client_id: str) -> str | None:
+    """A short hash of the hospital's current secret hash: rotating the secret ends sessions."""
+    from sqlalchemy import select
+
+    from ecard.store.models import Channel
+
+    with _services().store.read() as s:
+        row = s.execute(
+            select(Channel.secret_hash, Channel.scopes).where(Channel.client_id == client_id)
+        ).first()
+    if row is None or "scan" not in str(row.scopes).split(","):
+        return None
+    return hashlib.sha256(f"desk-session:{row.secret_hash}".encode()).hexdigest()[:32]
+
+
+def _desk() -> dict[str, str] | None:
+    """The logged-in desk ``{"client_id", "name"}``, or None."""
+    client_id, name, fp = session.get("desk_id"), session.get("desk_name"), session.get("desk_fp")
+    if not (isinstance(client_id, str) and isinstance(name, str) and isinstance(fp, str)):
+        return None
+    current = _secret_fingerprint(client_id)
+    if current is None or not hmac.compare_digest(current, fp):
+        for key in ("desk_id", "desk_name", "desk_fp", "scan_card"):
+            session.pop(key, None)
+        return None
+    return {"client_id": client_id, "name": name}
+
+
+def _desk_required(view: F) -> F:
+    """JSON desk routes: a live desk session and the X-CSRF-Token header, or a 401/403."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _desk() is None:
+            raise DeskSessionError()
+        _check_csrf(request.headers.get("X-CSRF-Token"))
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@bp.post("/hospital/login")
+def desk_login() -> Response:
+    _check_csrf(request.form.get("csrf"))
+    svc = _services()
+    key = f"desk-login:{request.remote_addr or '-'}"
+    if svc.attempts.failures(key) >= DESK_LOGIN_FAILURES:
+        return _render(
+            "hospital.html",
+            "desk.title",
+            429,
+            desk=None,
+            csrf=_csrf_token(),
+            login_error="desk.error.rate",
+        )
+    from ecard.channels import authenticate
+
+    client_id = request.form.get("client_id", "").strip()[:64]
+    secret = request.form.get("client_secret", "")[:200]
+    try:
+        who = authenticate(svc.store, client_id, secret)
+        who.require("scan")
+    except (AuthError, ForbiddenError):
+        svc.attempts.fail(key)
+        return _render(
+            "hospital.html",
+            "desk.title",
+            401,
+            desk=None,
+            csrf=_csrf_token(),
+            login_error="desk.login_failed",
+            client_id=client_id,
+        )
+    svc.attempts.reset(key)
+    fingerprint = _secret_fingerprint(who.client_id)
+    session.clear()  # a fresh session (and CSRF token) on every login
+    session.permanent = True
+    session["desk_id"] = who.client_id
+    session["desk_name"] = who.name
+    session["desk_fp"] = fingerprint
+    _csrf_token()
+    return redirect(url_for("pages.hospital"), code=303)  # type: ignore[return-value]
+
+
+@bp.post("/hospital/logout")
+def desk_logout() -> Response:
+    _check_csrf(request.form.get("csrf"))
+    session.clear()
+    return redirect(url_for("pages.hospital"), code=303)  # type: ignore[return-value]
+
+
+# --- wiring -----------------------------------------------------------------------------------
+
+
+class _DeskSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session with the Secure flag whenever the request came over HTTPS
+    (a plain-HTTP laptop demo on 127.0.0.1 keeps working)."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
+
+
+def _session_secret(app: Flask) -> bytes:
+    """The cookie-signing secret: kept in the instance folder (0600), made on first run."""
+    path = Path(app.instance_path) / "session_secret"
+    try:
+        data = path.read_bytes()
+        if len(data) >= 32:
+            return data
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = secrets.token_bytes(32)
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return data
+
+
+def init_pages(app: Flask) -> None:
+    """Register the pages blueprint and the desk session settings on ``app``."""
+    if not app.secret_key:
+        app.secret_key = _session_secret(app)
+    app.config.update(
+        SESSION_COOKIE_NAME="ecard_desk",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=DESK_SESSION_HOURS),
+    )
+    app.session_interface = _DeskSessionInterface()
+    app.register_blueprint(bp)
+
+
+__all__ = ["bp", "init_pages", "pick_language"]

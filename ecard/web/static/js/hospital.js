@@ -1,0 +1,171 @@
+/* The hospital scanning desk: a scanner field that always has focus, the desk camera (frames
+ * decoded on the server), picture upload, a large answer, and the patient's PIN for settlement. */
+"use strict";
+
+(function () {
+  var t = ECard.t;
+  var desk = document.getElementById("desk");
+  var csrf = desk.getAttribute("data-csrf");
+  var input = document.getElementById("scan-input");
+  var patient = document.getElementById("patient");
+  var confirmForm = document.getElementById("confirm-form");
+  var confirmPin = document.getElementById("confirm-pin");
+  var confirmMsg = document.getElementById("confirm-msg");
+  var busy = false;
+
+  // --- the scanner field keeps the focus (handheld scanners type into whatever has it) ------
+
+  function refocus() {
+    var el = document.activeElement;
+    if (el && el !== document.body && el !== input && el.id !== "h-patient") return;
+    input.focus({ preventScroll: true });
+  }
+  input.addEventListener("blur", function () { setTimeout(refocus, 150); });
+  document.addEventListener("click", function () { setTimeout(refocus, 150); });
+  document.addEventListener("keydown", function (ev) {
+    // A scanner starts typing while a button has focus: send the keys to the scanner field.
+    var el = document.activeElement;
+    if (ev.key.length === 1 && el && el.tagName === "BUTTON") input.focus({ preventScroll: true });
+  });
+
+  document.getElementById("scan-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var code = input.value.trim();
+    input.value = "";
+    if (code) scan({ json: { qr_token: code } });
+  });
+
+  // --- showing the answer --------------------------------------------------------------------
+
+  function show(kind, stateText, res) {
+    res = res || {};
+    patient.className = "patient " + kind;
+    patient.setAttribute("data-result", res.valid ? "valid" : (res.error || res.status || ""));
+    document.getElementById("patient-state").textContent = stateText;
+    document.getElementById("patient-state").removeAttribute("data-i18n");
+    document.getElementById("patient-name").textContent = res.name || "";
+    document.getElementById("patient-card").textContent = res.card_no || "";
+    document.getElementById("patient-card-status").textContent =
+      res.status ? t("card.status") + ": " + ECard.statusLabel(res.status) : "";
+    document.getElementById("patient-validity").textContent =
+      typeof res.valid_for_s === "number" ? t("desk.valid_for", { s: res.valid_for_s }) : "";
+  }
+
+  function errorText(res) {
+    var code = res.error || (res.status && res.status !== "active" ? res.status : "token_invalid");
+    if (ECard.has("desk.error." + code)) return t("desk.error." + code);
+    return res.message || t("desk.error.token_invalid");
+  }
+
+  /** Send a scan (qr_token text or a picture) to the desk route; resolves to the answer. */
+  function scan(opts) {
+    if (busy) return Promise.resolve(null);
+    busy = true;
+    if (!opts.quiet) { confirmForm.hidden = true; show("", t("desk.checking")); }
+    return ECard.api("POST", "/hospital/scan", { csrf: csrf, json: opts.json, form: opts.form })
+      .then(function (res) {
+        busy = false;
+        var body = res.body || {};
+        if (opts.quiet && body.error === "qr_not_found") return body;
+        confirmForm.hidden = true;
+        if (res.ok && body.valid) {
+          show("ok", t("desk.valid"), body);
+          confirmMsg.textContent = "";
+          confirmMsg.className = "msg";
+          confirmForm.hidden = false;
+        } else if (res.status === 401 || res.status === 403) {
+          show("bad", errorText(body), {});
+          if (body.error === "desk_session") setTimeout(function () { location.reload(); }, 2500);
+        } else {
+          show("bad", errorText(body), body);
+        }
+        return body;
+      });
+  }
+
+  // --- settlement: the patient types their PIN on the desk keypad ---------------------------
+
+  confirmForm.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var pin = confirmPin.value.trim();
+    confirmPin.value = "";
+    if (!/^[0-9]{6}$/.test(pin)) { confirmMsg.className = "msg bad"; confirmMsg.textContent = t("pin.pin_format"); return; }
+    ECard.api("POST", "/hospital/confirm", { csrf: csrf, json: { pin: pin } }).then(function (res) {
+      if (res.ok && res.body.confirmed) {
+        confirmMsg.className = "msg ok";
+        confirmMsg.textContent = t("desk.confirmed");
+        confirmForm.querySelector("button").disabled = true;
+        setTimeout(function () { confirmForm.querySelector("button").disabled = false; input.focus(); }, 1500);
+      } else {
+        confirmMsg.className = "msg bad";
+        confirmMsg.textContent = ECard.errorText(res.body, "pin.");
+      }
+    });
+  });
+
+  // --- picture upload ------------------------------------------------------------------------
+
+  var upload = document.getElementById("upload");
+  upload.addEventListener("change", function () {
+    var file = upload.files && upload.files[0];
+    if (!file) return;
+    var form = new FormData();
+    form.append("image", file, file.name || "picture.jpg");
+    upload.value = "";
+    scan({ form: form }).then(function () { input.focus(); });
+  });
+
+  // --- desk camera: a frame every 700 ms goes to the server until a code is read ------------
+
+  var video = document.getElementById("desk-video");
+  var toggle = document.getElementById("camera-toggle");
+  var camState = document.getElementById("camera-state");
+  var stream = null;
+  var loop = null;
+  var grab = document.createElement("canvas");
+
+  function stopCamera() {
+    clearInterval(loop);
+    loop = null;
+    if (stream) stream.getTracks().forEach(function (tr) { tr.stop(); });
+    stream = null;
+    video.hidden = true;
+    camState.textContent = "";
+    toggle.textContent = t("desk.camera");
+    toggle.setAttribute("data-i18n", "desk.camera");
+  }
+
+  function sendFrame() {
+    if (busy || !video.videoWidth) return;
+    var scale = Math.min(1, 960 / Math.max(video.videoWidth, video.videoHeight));
+    grab.width = Math.round(video.videoWidth * scale);
+    grab.height = Math.round(video.videoHeight * scale);
+    grab.getContext("2d").drawImage(video, 0, 0, grab.width, grab.height);
+    grab.toBlob(function (blob) {
+      if (!blob || !stream) return;
+      var form = new FormData();
+      form.append("image", blob, "frame.jpg");
+      scan({ form: form, quiet: true }).then(function (body) {
+        if (body && body.error !== "qr_not_found") stopCamera();
+        else if (stream) camState.textContent = t("desk.camera_looking");
+      });
+    }, "image/jpeg", 0.9);
+  }
+
+  toggle.addEventListener("click", function () {
+    if (stream) { stopCamera(); input.focus(); return; }
+    navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false })
+      .then(function (s) {
+        stream = s;
+        video.srcObject = s;
+        video.hidden = false;
+        toggle.textContent = t("desk.camera_stop");
+        toggle.setAttribute("data-i18n", "desk.camera_stop");
+        camState.textContent = t("desk.camera_looking");
+        loop = setInterval(sendFrame, 700);
+        input.focus();
+      }, function () { camState.textContent = t("enroll.camera_denied"); });
+  });
+
+  input.focus();
+})();
