@@ -41,34 +41,25 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["ecard"] = build_services(settings, web, env)
     register_error_handlers(app)
+    from ecard.web import metrics
+    from ecard.web.limits import init_limits
+
+    metrics.install(app)
+    init_limits(app, app.extensions["ecard"])
     _register_blueprints(app)
     _install_hooks(app)
     return app
 
 
 def _register_blueprints(app: Flask) -> None:
-    from ecard.web import health
+    from ecard.web import cards, enroll, health, hospital, meta, wellknown
 
-    app.register_blueprint(health.bp)
-    for name in ("wellknown", "enroll", "cards", "hospital", "meta"):
-        module = _optional(name)
-        if module is not None:
-            app.register_blueprint(module.bp)
+    for module in (health, wellknown, enroll, cards, hospital, meta):
+        app.register_blueprint(module.bp)
     # pages (ecard/web/pages.py) register here:
     from ecard.web.pages import init_pages
 
     init_pages(app)
-
-
-def _optional(name: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(f"ecard.web.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"ecard.web.{name}":
-            raise
-        return None
 
 
 #: Sent on every response; pages may set their own Content-Security-Policy first.

@@ -18,8 +18,10 @@ from ecard.store import Store, open_store
 from ecard.store.audit import DbAttemptCounter, DbReplayGuard
 
 if TYPE_CHECKING:
+    from ecard.cards import Cards
     from ecard.faces.models import FaceModels
     from ecard.tokens.keys import KeyStore
+    from ecard.tokens.pin import PinGuard, PinHasher
 
 
 @dataclass(frozen=True)
@@ -79,13 +81,26 @@ class Services:
     store: Store
     models: FaceModels
     keys: KeyStore | None
+    #: The ``iss`` of issued cards and the base of status list URIs (ECARD_ISSUER / PUBLIC_URL).
+    issuer: str = "http://127.0.0.1:8000"
     keys_error: str | None = None
     replay: DbReplayGuard = field(init=False)
     attempts: DbAttemptCounter = field(init=False)
+    pin_guard: PinGuard = field(init=False)
+    pins: PinHasher = field(init=False)
 
     def __post_init__(self) -> None:
+        from ecard.tokens.pin import PinGuard, PinHasher
+
         self.replay = DbReplayGuard(self.store)
         self.attempts = DbAttemptCounter(self.store)
+        self.pin_guard = PinGuard(self.attempts)
+        self.pins = PinHasher.open(self.settings.instance)
+
+    def cards(self) -> Cards:
+        from ecard.cards import Cards
+
+        return Cards(self.store, self.pin_guard, self.pins)
 
     def require_keys(self) -> KeyStore:
         if self.keys is None:
@@ -128,8 +143,20 @@ def build_services(settings: Settings, web: WebSettings, config: Mapping[str, An
         except EcardError as exc:
             keys, keys_error = None, exc.message
     return Services(
-        settings=settings, web=web, store=store, models=models, keys=keys, keys_error=keys_error
+        settings=settings,
+        web=web,
+        store=store,
+        models=models,
+        keys=keys,
+        issuer=_issuer(config),
+        keys_error=keys_error,
     )
+
+
+def _issuer(config: Mapping[str, Any]) -> str:
+    from ecard.tokens.cards import issuer_from_env
+
+    return issuer_from_env({k: str(v) for k, v in config.items() if k.startswith("ECARD_")})
 
 
 def _open_keys(settings: Settings) -> KeyStore:

@@ -1,0 +1,197 @@
+"""Enrollment API: authorize (channel) -> show -> consent -> challenge -> liveness -> PIN + issue.
+
+The citizen's steps carry ``Authorization: Bearer <enrollment_token>``; the channel that started
+an enrollment may also read it (HTTP Basic) to track it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from ecard.cards import AGREEMENT_TEXT, AGREEMENT_VERSION, CardDraft, Enrollments, EnrollmentView
+from ecard.errors import AuthError, InvalidFieldError, NotFoundError
+from ecard.web import metrics
+from ecard.web.http import bearer, channel, json_body, optional_json_body, services, str_field
+from ecard.web.limits import limiter, sensitive_limit
+from ecard.web.upload import read_upload
+
+bp = Blueprint("enroll", __name__, url_prefix="/api/v1/enrollments")
+
+
+def iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat().replace("+00:00", "Z")
+
+
+def _enrollments() -> Enrollments:
+    return Enrollments(services().store)
+
+
+def _citizen(enrollment_id: str) -> Enrollments:
+    """The enrollments service after checking the Bearer enrollment token for this id."""
+    enr = _enrollments()
+    enr.check_token(enrollment_id, bearer())
+    return enr
+
+
+def view_to_dict(v: EnrollmentView) -> dict[str, Any]:
+    challenge = None
+    if v.challenge_blinks is not None:
+        challenge = {
+            "blinks": v.challenge_blinks,
+            "cues_ms": list(v.challenge_cues_ms or ()),
+            "expires_at": iso(v.nonce_expires_at),
+        }
+    return {
+        "enrollment_id": v.id,
+        "state": v.state,
+        "citizen": {"name": v.name_masked, "id_number": v.id_number_masked},
+        "agreement": {"version": AGREEMENT_VERSION, "text": AGREEMENT_TEXT},
+        "consent": (
+            {"version": v.agreement_version, "at": iso(v.consented_at)} if v.consented_at else None
+        ),
+        "challenge": challenge,
+        "attempts_left": v.attempts_left,
+        "reason": v.reason,
+        "card_no": v.card_no,
+        "created_at": iso(v.created_at),
+        "expires_at": iso(v.expires_at),
+        "timeline": [
+            {"step": t.step, "outcome": t.outcome, "actor": t.actor.split(":")[0], "at": iso(t.at)}
+            for t in v.timeline
+        ],
+    }
+
+
+@bp.post("")
+@limiter.limit(sensitive_limit, key_func=lambda: "enroll:" + (request.remote_addr or "?"))
+def authorize() -> tuple[Response, int]:
+    ch = channel("enroll")
+    body = json_body()
+    auth = _enrollments().authorize(
+        ch, str_field(body, "id_number", max_len=64), str_field(body, "name", max_len=200)
+    )
+    base = services().web.public_url or request.host_url.rstrip("/")
+    return jsonify(
+        enrollment_id=auth.enrollment_id,
+        enrollment_token=auth.token,
+        enroll_url=f"{base}/enroll/{auth.token}",
+        expires_at=iso(auth.expires_at),
+    ), 201
+
+
+@bp.get("/<enrollment_id>")
+def show(enrollment_id: str) -> Response:
+    enr = _enrollments()
+    scheme = request.headers.get("Authorization", "").partition(" ")[0].lower()
+    if scheme == "basic":
+        ch = channel("enroll")
+        if enr.channel_of(enrollment_id) != ch.id:
+            raise NotFoundError("No such enrollment.")
+    elif scheme == "bearer":
+        enr.check_token(enrollment_id, bearer())
+    else:
+        raise AuthError("Send the enrollment token (Bearer) or the channel's credentials (Basic).")
+    return jsonify(view_to_dict(enr.view(enrollment_id)))
+
+
+@bp.post("/<enrollment_id>/consent")
+def consent(enrollment_id: str) -> Response:
+    enr = _citizen(enrollment_id)
+    body = json_body()
+    agree = body.get("agree")
+    if not isinstance(agree, bool):
+        raise InvalidFieldError("The field 'agree' must be true or false.")
+    version = body.get("agreement_version")
+    if version is not None and not isinstance(version, str):
+        raise InvalidFieldError("The field 'agreement_version' must be a string.")
+    state = enr.consent(enrollment_id, agree, agreement_version=version)
+    return jsonify(state=state, agreement_version=AGREEMENT_VERSION)
+
+
+@bp.post("/<enrollment_id>/challenge")
+def challenge(enrollment_id: str) -> Response:
+    enr = _citizen(enrollment_id)
+    optional_json_body()
+    spec = enr.challenge(enrollment_id, services().settings.liveness_challenge)
+    return jsonify(
+        nonce=spec.nonce,
+        blinks=spec.blinks,
+        cues_ms=list(spec.cues_ms),
+        expires_at=iso(spec.expires_at),
+    )
+
+
+@bp.post("/<enrollment_id>/liveness")
+@limiter.limit(sensitive_limit)
+def liveness(enrollment_id: str) -> Response:
+    from ecard.faces.match import FaceTemplate, match_template
+    from ecard.liveness import Challenge, analyze_frames, analyze_video
+
+    enr = _citizen(enrollment_id)
+    svc = services()
+    enr.ensure_state(enrollment_id, "challenged")
+    upload = read_upload(svc.web)
+    models = svc.require_models()
+    ticket = enr.take_nonce(enrollment_id, upload.nonce)
+    challenge = Challenge(blinks=ticket.blinks, cues_ms=ticket.cues_ms)
+    if upload.video is not None:
+        result = analyze_video(upload.video, models=models, challenge=challenge)
+    else:
+        result = analyze_frames(list(upload.frames), models=models, challenge=challenge)
+    del upload  # frames are dropped as soon as they are analysed
+    template = FaceTemplate.from_bytes(ticket.template)
+    encodings = [s.encoding for s in result.samples]
+    matched = match_template(template, encodings) if encodings else None
+    is_match = bool(matched.match) if matched is not None else False
+    reason = result.reason if not result.live else (None if is_match else "no_match")
+    verdict = enr.record_liveness(
+        enrollment_id,
+        live=bool(result.live),
+        blinks=int(result.blinks),
+        match=is_match,
+        reason=reason,
+    )
+    metrics.LIVENESS.labels(
+        outcome=verdict.state if verdict.reason is None else verdict.reason
+    ).inc()
+    return jsonify(
+        live=verdict.live,
+        blinks=verdict.blinks,
+        match=verdict.match,
+        state=verdict.state,
+        reason=verdict.reason,
+        attempts_left=verdict.attempts_left,
+    )
+
+
+@bp.post("/<enrollment_id>/pin")
+@limiter.limit(sensitive_limit)
+def set_pin(enrollment_id: str) -> tuple[Response, int]:
+    from ecard.tokens.cards import CardClaims, issue_card
+    from ecard.tokens.pin import check_pin_policy
+
+    enr = _citizen(enrollment_id)
+    svc = services()
+    keys = svc.require_keys()
+    enr.ensure_state(enrollment_id, "verified")
+    pin = str_field(json_body(), "pin", max_len=64)
+    check_pin_policy(pin, id_number=enr.id_number_of(enrollment_id))
+    pin_hash = svc.pins.hash(pin)
+
+    def sign(d: CardDraft) -> str:
+        claims = CardClaims(
+            card_id=d.card_id,
+            card_no=d.card_no,
+            name=d.name,
+            id_number_masked=d.id_number_masked,
+            status_idx=d.status_idx,
+            status_uri=f"{svc.issuer}/api/v1/status-lists/{d.status_list}",
+        )
+        return issue_card(keys, claims, issuer=svc.issuer, now=d.issued_at, jti=d.jti)
+
+    issued = enr.issue(enrollment_id, pin_hash, sign)
+    metrics.CARDS_ISSUED.inc()
+    return jsonify(card=issued.token, card_no=issued.card.card_no), 201

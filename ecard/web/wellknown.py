@@ -1,0 +1,45 @@
+"""Public documents: the JWKS and the signed Token Status Lists (no authentication)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from ecard.errors import NotFoundError
+from ecard.web.http import services
+
+bp = Blueprint("wellknown", __name__)
+
+#: Card status in the database -> Token Status List value (0 valid, 1 invalid, 2 suspended).
+STATUS_VALUES = {"active": 0, "revoked": 1, "suspended": 2}
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks() -> Response:
+    resp = jsonify(services().require_keys().jwks())
+    resp.headers["Cache-Control"] = "public, max-age=300"
+    return resp
+
+
+@bp.get("/api/v1/status-lists/<int:list_id>")
+def status_list(list_id: int) -> Response:
+    """The signed status list token (``application/statuslist+jwt``), built fresh each time so a
+    suspension shows at once."""
+    from ecard.tokens.status import StatusList, issue_status_list_token
+
+    svc = services()
+    if list_id < 1 or list_id > 1_000_000:
+        raise NotFoundError("No such status list.")
+    size, entries = svc.cards().status_entries(list_id)
+    statuses = StatusList.from_statuses(
+        {i: STATUS_VALUES[s] for i, s in entries.items()}, size=size, bits=2
+    )
+    token = issue_status_list_token(
+        svc.require_keys(),
+        statuses,
+        uri=f"{svc.issuer}/api/v1/status-lists/{list_id}",
+        issuer=svc.issuer,
+        ttl=60,
+    )
+    resp = Response(token, mimetype="application/statuslist+jwt")
+    resp.headers["Cache-Control"] = "no-cache"
+    return resp
