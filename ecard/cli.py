@@ -192,8 +192,146 @@ def _register_token_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
 # --- service: citizens, channels, serve --------------------------------------------------------
 
 
+def _service_store() -> Any:
+    from ecard.config import load_settings
+    from ecard.store import open_store
+
+    settings = load_settings()
+    settings.instance.mkdir(parents=True, exist_ok=True)
+    return open_store(settings.database_url, migrate=True)
+
+
+def _cmd_citizens_add(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ecard.citizens import add_citizen, mask_id_number
+    from ecard.faces.models import shared_models
+
+    photo = Path(args.photo).read_bytes()
+    store = _service_store()
+    try:
+        rec = add_citizen(
+            store, id_number=args.id_number, name=args.name, photo=photo, models=shared_models()
+        )
+    finally:
+        store.close()
+    _print_json({"id_number": mask_id_number(rec.id_number), "name": rec.name, "added": True})
+    return 0
+
+
+def _cmd_citizens_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ecard.citizens import add_citizen, mask_id_number, read_import_csv
+    from ecard.errors import AlreadyExistsError
+    from ecard.faces.models import shared_models
+
+    store = _service_store()
+    added = skipped = failed = 0
+    try:
+        for row in list(read_import_csv(Path(args.csv), Path(args.photos))):
+            out: dict[str, Any] = {"line": row.line}
+            try:
+                rec = add_citizen(
+                    store,
+                    id_number=row.id_number,
+                    name=row.name,
+                    photo=row.photo.read_bytes(),
+                    models=shared_models(),
+                )
+                out.update(id_number=mask_id_number(rec.id_number), added=True)
+                added += 1
+            except AlreadyExistsError:
+                out.update(added=False, skipped="already_exists")
+                skipped += 1
+            except (EcardError, OSError) as exc:
+                code = exc.code if isinstance(exc, EcardError) else "unreadable_file"
+                msg = exc.message if isinstance(exc, EcardError) else str(exc.strerror or exc)
+                out.update(added=False, error=code, message=msg)
+                failed += 1
+            _print_json(out)
+    finally:
+        store.close()
+    _print_json({"added": added, "skipped": skipped, "failed": failed})
+    if failed:
+        sys.stderr.write(f"ecard: {failed} row(s) could not be imported (see the JSON lines)\n")
+        return 2
+    return 0
+
+
+def _cmd_channels_add(args: argparse.Namespace) -> int:
+    from ecard.channels import add_channel
+
+    store = _service_store()
+    try:
+        creds = add_channel(store, args.name, args.scopes)
+    finally:
+        store.close()
+    _print_json({"client_id": creds.client_id, "client_secret": creds.client_secret})
+    return 0
+
+
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    store = _service_store()
+    store.close()
+    _print_json({"database": "migrated"})
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ecard.config import load_settings
+    from ecard.demo import prepare_demo
+
+    _print_json(prepare_demo(load_settings()).to_dict())
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from ecard.web.serve import serve
+
+    if not 0 < args.port < 65536:
+        raise InputError("The port must be between 1 and 65535.")
+    return serve(args.host, args.port, args.workers)
+
+
 def _register_service_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     """Service commands (owned by ecard/web and the store)."""
+    cit = sub.add_parser("citizens", help="the citizen registry")
+    cit_sub = cit.add_subparsers(dest="citizens_command", metavar="ACTION", parser_class=_Parser)
+    cit_sub.required = True
+    p = cit_sub.add_parser("add", help="register a citizen and their ID photo")
+    p.add_argument("--id-number", required=True, help="18-character resident ID number")
+    p.add_argument("--name", required=True)
+    p.add_argument("--photo", required=True, help="the ID photo (JPEG or PNG)")
+    p.set_defaults(handler=_cmd_citizens_add)
+    p = cit_sub.add_parser("import", help="import a CSV (id_number,name,photo) and a photo folder")
+    p.add_argument("csv")
+    p.add_argument("--photos", required=True, help="folder holding the photo files")
+    p.set_defaults(handler=_cmd_citizens_import)
+
+    ch = sub.add_parser("channels", help="API clients: city-service apps and hospitals")
+    ch_sub = ch.add_subparsers(dest="channels_command", metavar="ACTION", parser_class=_Parser)
+    ch_sub.required = True
+    p = ch_sub.add_parser("add", help="create a channel; prints its credentials once")
+    p.add_argument("name")
+    p.add_argument("--scopes", required=True, help="comma list of enroll, verify, scan")
+    p.set_defaults(handler=_cmd_channels_add)
+
+    db = sub.add_parser("db", help="the database")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
+    db_sub.required = True
+    db_sub.add_parser("upgrade", help="apply the Alembic migrations").set_defaults(
+        handler=_cmd_db_upgrade
+    )
+
+    p = sub.add_parser("demo", help="prepare a demo instance (idempotent; prints credentials)")
+    p.set_defaults(handler=_cmd_demo)
+
+    p = sub.add_parser("serve", help="serve the API and pages with gunicorn")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=None, help="default 2 (ECARD_WORKERS)")
+    p.set_defaults(handler=_cmd_serve)
 
 
 # --- entry point -------------------------------------------------------------------------------
