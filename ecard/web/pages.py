@@ -20,7 +20,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -30,6 +30,7 @@ from flask import (
     Request,
     Response,
     current_app,
+    jsonify,
     make_response,
     redirect,
     render_template,
@@ -39,7 +40,17 @@ from flask import (
 )
 from flask.sessions import SecureCookieSessionInterface
 
-from ecard.errors import AuthError, CsrfError, DeskSessionError, ForbiddenError
+from ecard.errors import (
+    AuthError,
+    CsrfError,
+    DeskSessionError,
+    ForbiddenError,
+    MissingFieldError,
+    NotFoundError,
+    StateError,
+    TokenError,
+    TokenReplayedError,
+)
 
 bp = Blueprint("pages", __name__)
 
@@ -130,9 +141,27 @@ def _page_headers(resp: Response) -> Response:
 # --- pages ------------------------------------------------------------------------------------
 
 
+#: The integrators' ten lines (``/``): verify a card offline with ecard's own verifier.
+OFFLINE_EXAMPLE = """\
+from ecard.errors import TokenError
+from ecard.tokens.verifier import OfflineVerifier
+
+verifier = OfflineVerifier("{base}/.well-known/jwks.json", issuer="{issuer}")
+try:
+    result = verifier.verify(card_token)   # ES256 + kid from the JWKS, typ, iss, exp, status list
+except TokenError as exc:
+    print("refused:", exc.code)            # token_expired, token_bad_signature, ...
+else:
+    card = result.card.card
+    print(card.name, card.card_no, result.status.label, "accept" if result.valid else "refuse")
+"""
+
+
 @bp.get("/")
 def index() -> Response:
-    return _render("index.html", "index.title")
+    base = request.host_url.rstrip("/")
+    example = OFFLINE_EXAMPLE.format(base=base, issuer=_services().issuer)
+    return _render("index.html", "index.title", offline_example=example)
 
 
 @bp.get("/enroll/<token>")
@@ -282,6 +311,133 @@ def desk_logout() -> Response:
     _check_csrf(request.form.get("csrf"))
     session.clear()
     return redirect(url_for("pages.hospital"), code=303)  # type: ignore[return-value]
+
+
+# --- the desk's scans and settlement ---------------------------------------------------------
+
+
+def _desk_qr_text() -> str:
+    """The QR text of a desk request: JSON ``{"qr_token"}`` (handheld scanner) or a multipart
+    ``image`` (desk camera frame or uploaded picture, decoded here on the server)."""
+    from ecard.tokens.qr import decode_qr_image
+
+    if request.mimetype == "multipart/form-data":
+        images = request.files.getlist("image")
+        if len(images) != 1:
+            raise MissingFieldError("Send exactly one 'image' file.")
+        return decode_qr_image(images[0].read())
+    body = request.get_json(silent=True)
+    token = body.get("qr_token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token.strip() or len(token) > 2048:
+        raise MissingFieldError("Send JSON {\"qr_token\"} or a multipart 'image'.")
+    return token.strip()
+
+
+@bp.post("/hospital/scan")
+@_desk_required
+def desk_scan() -> Response:
+    """Who is the patient: the QR code is verified and spent once, as ``POST /api/v1/scan``
+    does for an API client; the card number is kept in the session for the PIN confirmation."""
+    from ecard.tokens.qr import verify_qr
+
+    svc = _services()
+    desk = session["desk_id"]
+    session.pop("scan_card", None)
+    text = _desk_qr_text()
+    cards = svc.cards()
+    actor = f"hospital:{desk}"
+    try:
+        qr = verify_qr(text, svc.require_keys(), issuer=svc.issuer, replay_guard=svc.replay)
+    except TokenReplayedError as exc:
+        cards.audit(actor, "scan", "replayed", None)
+        return jsonify(valid=False, error=exc.code, message=exc.message)
+    except TokenError as exc:
+        return jsonify(valid=False, error=exc.code, message=exc.message)
+    try:
+        card = cards.by_number(qr.card_no)
+    except NotFoundError:
+        return jsonify(valid=False, error="unknown_card", message="This card was not issued here.")
+    cards.audit(actor, "scan", card.status, card.id)
+    now = datetime.now(UTC).timestamp()
+    if card.status == "active":
+        session["scan_card"] = card.card_no
+    return jsonify(
+        valid=card.status == "active",
+        card_no=card.card_no,
+        name=card.name,
+        id_number_masked=card.id_number_masked,
+        status=card.status,
+        valid_for_s=max(0, int(qr.expires_at - now)),
+    )
+
+
+@bp.post("/hospital/confirm")
+@_desk_required
+def desk_confirm() -> Response:
+    """Settlement: the patient types the PIN of the card scanned last at this desk."""
+    card_no = session.get("scan_card")
+    if not isinstance(card_no, str):
+        raise StateError("Scan the patient's code first.")
+    body = request.get_json(silent=True)
+    pin = body.get("pin") if isinstance(body, dict) else None
+    if not isinstance(pin, str) or len(pin) > 64:
+        raise MissingFieldError("The field 'pin' is required.")
+    svc = _services()
+    cards = svc.cards()
+    card = cards.by_number(card_no)
+    actor = f"hospital:{session['desk_id']}"
+    cards.check_pin(card.id, pin, actor=actor, action="confirm")
+    if card.status != "active":
+        return jsonify(confirmed=False, card_no=card.card_no, status=card.status)
+    cards.audit(actor, "confirm", "confirmed", card.id)
+    session.pop("scan_card", None)
+    return jsonify(confirmed=True, card_no=card.card_no, name=card.name, status=card.status)
+
+
+# --- the citizen's card: status and the application's timeline -------------------------------
+
+#: Audit actions the citizen sees on the card page (PIN checks and QR issuing are left out).
+TIMELINE_ACTIONS = (
+    "authorize",
+    "consent",
+    "liveness",
+    "issue",
+    "card_suspended",
+    "card_active",
+    "card_revoked",
+    "revoke",
+    "scan",
+    "confirm",
+    "login",
+)
+
+
+@bp.get("/card/overview")
+def card_overview() -> Response:
+    """The card's status now and the timeline of its application (``Authorization: Bearer``
+    with the e-card token, which only the citizen's device holds)."""
+    from sqlalchemy import or_, select
+
+    from ecard.store.models import AuditEvent, Card
+    from ecard.web.cards import card_summary, holder_card
+
+    info = holder_card()
+    with _services().store.read() as s:
+        enrollment_id = s.scalar(select(Card.enrollment_id).where(Card.id == info.id))
+        rows = s.execute(
+            select(AuditEvent.at, AuditEvent.action, AuditEvent.outcome)
+            .where(
+                or_(AuditEvent.card_id == info.id, AuditEvent.enrollment_id == enrollment_id),
+                AuditEvent.action.in_(TIMELINE_ACTIONS),
+            )
+            .order_by(AuditEvent.at, AuditEvent.id)
+            .limit(200)
+        ).all()
+    events = [
+        {"at": at.isoformat().replace("+00:00", "Z"), "action": action, "outcome": outcome}
+        for at, action, outcome in rows
+    ]
+    return jsonify(**card_summary(info), events=events)
 
 
 # --- wiring -----------------------------------------------------------------------------------

@@ -26,7 +26,9 @@
   function eventText(ev) {
     var key = "event." + ev.action;
     var text = ECard.has(key) ? t(key) : ev.action;
-    return ev.outcome && ev.outcome !== "ok" ? text + " (" + ev.outcome + ")" : text;
+    var okey = "event.outcome." + ev.outcome;
+    var outcome = ECard.has(okey) ? t(okey) : (ECard.has("reason." + ev.outcome) ? t("reason." + ev.outcome) : ev.outcome);
+    return outcome ? text + " — " + outcome : text;
   }
 
   /** Status and timeline from the server (the card token proves which card). */
@@ -76,7 +78,7 @@
     var msg = document.getElementById("login-msg");
     if (!/^[0-9]{6}$/.test(pin)) { msg.textContent = t("pin.pin_format"); return; }
     pinEl.value = "";
-    ECard.api("POST", "/card/login", { json: { card_no: cardNo, pin: pin } }).then(function (res) {
+    ECard.api("POST", "/api/v1/cards/login", { json: { card_no: cardNo, pin: pin } }).then(function (res) {
       if (!res.ok) {
         msg.textContent = res.body.error === "pin_locked" ? t("pin.pin_locked")
           : (res.body.error === "network" ? t("common.network") : t("card.login_failed"));

@@ -178,6 +178,7 @@
     document.getElementById("rec").hidden = true;
     cameraMsg.textContent = "";
     startBtn.hidden = false;
+    if (stream) { clearInterval(cueTimer); cueTimer = setInterval(checkFrame, 400); }
     updateStartHint();
   }
 
@@ -234,6 +235,9 @@
     fill.style.width = "0%";
     startBtn.hidden = true;
     document.getElementById("start-hint").textContent = "";
+    clearInterval(cueTimer);          // the framing cues pause while the challenge runs
+    feedback.textContent = "";
+    lastCue = "";
     box.hidden = false;
     text.textContent = blinkText(ch.blinks || cues.length || 1);
     prompt.hidden = false;

@@ -1,0 +1,134 @@
+"""End-to-end harness: the real app served on a free 127.0.0.1 port, Debian's Chromium driven by
+Playwright with a fake camera that plays a ``.y4m`` made from a real clip.
+
+Everything started here is stopped here: the werkzeug server thread is shut down and joined, the
+browser is closed by Playwright's context manager even when a test fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "tests" / "_artifacts" / "e2e"
+#: Fixed challenge for the tests (CONTRACT.md: N blinks anywhere in the clip, no cues).
+CHALLENGE_BLINKS = 2
+#: The demo citizen's ID number: a valid GB 11643 number (check digit computed below).
+ID_NUMBER_17 = "11010519491231002"
+
+
+def chromium_args(y4m: Path) -> list[str]:
+    return [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        pytest.skip(
+            "needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium; "
+            ".ci/run installs it)"
+        )
+    pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install -e .[dev])")
+    return CHROMIUM
+
+
+@dataclass
+class LiveServer:
+    """The app served for real; ``url`` has no trailing slash."""
+
+    url: str
+    app: Any
+    enroll_client: tuple[str, str]
+    desk_client: tuple[str, str]
+
+    @property
+    def services(self) -> Any:
+        return self.app.extensions["ecard"]
+
+    def register_citizen(self, name: str, photo: Path) -> str:
+        from ecard.citizens import add_citizen, check_digit
+
+        id_number = ID_NUMBER_17 + check_digit(ID_NUMBER_17)
+        svc = self.services
+        add_citizen(
+            svc.store, id_number=id_number, name=name, photo=photo.read_bytes(), models=svc.models
+        )
+        return id_number
+
+    def start_enrollment(self, id_number: str, name: str) -> dict[str, Any]:
+        """``POST /api/v1/enrollments`` as the city-service app does."""
+        cid, secret = self.enroll_client
+        auth = base64.b64encode(f"{cid}:{secret}".encode()).decode()
+        req = urllib.request.Request(
+            self.url + "/api/v1/enrollments",
+            data=json.dumps({"id_number": id_number, "name": name}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 201
+            body: dict[str, Any] = json.loads(resp.read())
+        return body
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, face_models: Any) -> Iterator[LiveServer]:
+    from werkzeug.serving import make_server
+
+    from ecard.channels import add_channel
+    from ecard.web import create_app
+
+    app = create_app(
+        {
+            "ECARD_INSTANCE": str(tmp_path / "instance"),
+            "ECARD_LIVENESS_CHALLENGE": str(CHALLENGE_BLINKS),
+            # The flow makes a dozen PIN calls within a minute from one address.
+            "ECARD_RATELIMIT_ENABLED": "0",
+            "FACE_MODELS": face_models,
+        }
+    )
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    store = app.extensions["ecard"].store
+    city = add_channel(store, "Test city app", "enroll")
+    desk = add_channel(store, "Test hospital", "scan")
+    thread = threading.Thread(target=server.serve_forever, name="e2e-server", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(
+            url, app, (city.client_id, city.client_secret), (desk.client_id, desk.client_secret)
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Where a test saves its screenshots (tests/_artifacts/e2e/<test>/, git-ignored)."""
+    folder = ARTIFACTS / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    yield folder
