@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 #: ISO 7064 MOD 11-2 weights of the first 17 digits (GB 11643-1999).
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
-_ID_RE = re.compile(r"^\d{17}[\dX]$")
+_ID_RE = re.compile(r"[0-9]{17}[0-9X]")  # ASCII only: \d also matches fullwidth digits
 
 
 def check_digit(first17: str) -> str:
@@ -43,7 +43,7 @@ def validate_id_number(value: str) -> str:
     MOD 11-2 check digit. Raises :class:`InvalidIdNumberError` otherwise.
     """
     norm = value.strip().upper() if isinstance(value, str) else ""
-    if not _ID_RE.match(norm):
+    if not _ID_RE.fullmatch(norm):
         raise InvalidIdNumberError("The ID number must be 17 digits followed by a digit or X.")
     try:
         datetime.strptime(norm[6:14], "%Y%m%d")

@@ -1,0 +1,118 @@
+"""Helpers of the service tests (imported by conftest.py and the test modules)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ecard.channels import add_channel
+from ecard.citizens import check_digit
+from ecard.store import Store
+from ecard.store.models import Citizen
+
+
+def make_id_number(seq: int, birth: str = "19850317") -> str:
+    """A valid GB 11643 number (region 110105, given birth date, sequence ``seq``)."""
+    first17 = f"110105{birth}{seq % 1000:03d}"
+    return first17 + check_digit(first17)
+
+
+def insert_citizen(store: Store, name: str = "Li Lei", seq: int = 1, template: bytes = b"") -> str:
+    """A registry row written directly (for tests that never reach the face match)."""
+    number = make_id_number(seq)
+    with store.write() as s:
+        s.add(
+            Citizen(
+                id_number=number,
+                name=name,
+                photo=b"",
+                template=template,
+                created_at=datetime.now(UTC),
+            )
+        )
+    return number
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def app_config(tmp_path: Path, store: Store, models: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "ECARD_INSTANCE": str(tmp_path / "instance"),
+        "ECARD_LIVENESS_CHALLENGE": "2",
+        "ECARD_RATELIMIT_ENABLED": "0",
+        "STORE": store,
+        "FACE_MODELS": models,
+        "TESTING": True,
+        **extra,
+    }
+
+
+class Clients:
+    """Credentials of a channel (enroll, verify), a hospital (scan) and a verify-only app."""
+
+    def __init__(self, store: Store) -> None:
+        ch = add_channel(store, "City app", "enroll,verify")
+        ho = add_channel(store, "General hospital", "scan")
+        vo = add_channel(store, "Verifier", "verify")
+        self.channel = basic(ch.client_id, ch.client_secret)
+        self.hospital = basic(ho.client_id, ho.client_secret)
+        self.verifier = basic(vo.client_id, vo.client_secret)
+        self.wrong = basic(ch.client_id, "not-the-secret")
+
+
+def start_enrollment(client: Any, creds: Clients, id_number: str, name: str = "Li Lei") -> dict:
+    r = client.post(
+        "/api/v1/enrollments", json={"id_number": id_number, "name": name}, headers=creds.channel
+    )
+    assert r.status_code == 201, r.json
+    return dict(r.json)
+
+
+def verify_without_camera(client: Any, store: Store, enr: dict, *, live: bool = True) -> dict:
+    """Consent and challenge through the API, then record a liveness outcome through the domain
+    (the real clip runs in test_service_flow.py)."""
+    from ecard.cards import Enrollments
+
+    eid, token = enr["enrollment_id"], enr["enrollment_token"]
+    if (
+        client.get(f"/api/v1/enrollments/{eid}", headers=bearer(token)).json["state"]
+        == "authorized"
+    ):
+        assert (
+            client.post(
+                f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(token)
+            ).status_code
+            == 200
+        )
+    ch = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(token))
+    assert ch.status_code == 200, ch.json
+    domain = Enrollments(store)
+    domain.take_nonce(eid, ch.json["nonce"])
+    verdict = domain.record_liveness(
+        eid, live=live, blinks=2 if live else 0, match=live, reason=None if live else "no_blink"
+    )
+    return {"state": verdict.state, "attempts_left": verdict.attempts_left}
+
+
+def issue_card(
+    client: Any, store: Store, creds: Clients, seq: int = 1, pin: str = "480613"
+) -> dict:
+    number = insert_citizen(store, seq=seq) if seq else make_id_number(1)
+    enr = start_enrollment(client, creds, number)
+    assert verify_without_camera(client, store, enr)["state"] == "verified"
+    r = client.post(
+        f"/api/v1/enrollments/{enr['enrollment_id']}/pin",
+        json={"pin": pin},
+        headers=bearer(enr["enrollment_token"]),
+    )
+    assert r.status_code == 201, r.json
+    return {**enr, **r.json, "id_number": number}

@@ -1,0 +1,341 @@
+"""The enrollment state machine and the card lifecycle through the HTTP API (both databases)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+from sqlalchemy import select, update
+from svc_helpers import (
+    bearer,
+    insert_citizen,
+    issue_card,
+    start_enrollment,
+    verify_without_camera,
+)
+
+from ecard.cards import Enrollments, random_challenge
+from ecard.errors import NonceError
+from ecard.store import Store
+from ecard.store.models import AuditEvent, Card, Enrollment
+
+
+def test_authorize_show_consent_challenge(client, store: Store, creds) -> None:
+    number = insert_citizen(store, name="Li Lei")
+    enr = start_enrollment(client, creds, number, name="li  lei")  # case and spaces ignored
+    assert enr["enroll_url"].endswith("/enroll/" + enr["enrollment_token"])
+    eid, tok = enr["enrollment_id"], enr["enrollment_token"]
+
+    shown = client.get(f"/api/v1/enrollments/{eid}", headers=bearer(tok)).json
+    assert shown["state"] == "authorized"
+    assert shown["citizen"] == {
+        "name": "L*****",
+        "id_number": number[:6] + "********" + number[14:],
+    }
+    assert shown["agreement"]["version"] and shown["agreement"]["text"]
+
+    r = client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
+    assert r.status_code == 200 and r.json["state"] == "consented"
+    r = client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
+    assert r.status_code == 409 and r.json["error"] == "wrong_state"
+
+    ch = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(tok)).json
+    assert ch["blinks"] == 2 and ch["cues_ms"] == []  # ECARD_LIVENESS_CHALLENGE=2 in tests
+    shown = client.get(f"/api/v1/enrollments/{eid}", headers=creds.channel).json  # channel view
+    assert shown["state"] == "challenged"
+    consent_step = [t for t in shown["timeline"] if t["step"] == "consent"]
+    assert shown["consent"]["version"] == shown["agreement"]["version"]
+    assert [t["step"] for t in shown["timeline"]] == ["authorize", "consent", "challenge"]
+    assert consent_step[0]["actor"] == "citizen"
+
+
+def test_declining_the_agreement_changes_nothing(client, store: Store, creds) -> None:
+    enr = start_enrollment(client, creds, insert_citizen(store))
+    eid, tok = enr["enrollment_id"], enr["enrollment_token"]
+    r = client.post(
+        f"/api/v1/enrollments/{eid}/consent", json={"agree": False}, headers=bearer(tok)
+    )
+    assert r.status_code == 422 and r.json["error"] == "consent_required"
+    r = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(tok))
+    assert r.status_code == 409
+
+
+def test_random_challenge_has_one_to_three_spaced_cues() -> None:
+    import random
+
+    rng = random.Random(7)
+    seen = set()
+    for _ in range(200):
+        blinks, cues = random_challenge(rng)
+        seen.add(blinks)
+        assert len(cues) == blinks and 1200 <= cues[0] <= 2200
+        assert all(1600 <= b - a <= 2600 for a, b in itertools.pairwise(cues))
+    assert seen == {1, 2, 3}
+
+
+def test_random_challenge_is_served_when_configured(tmp_path, store: Store, creds, unloaded_models):
+    from svc_helpers import app_config
+
+    from ecard.web import create_app
+
+    app = create_app(
+        app_config(tmp_path, store, unloaded_models, ECARD_LIVENESS_CHALLENGE="random")
+    )
+    client = app.test_client()
+    enr = start_enrollment(client, creds, insert_citizen(store))
+    eid, tok = enr["enrollment_id"], enr["enrollment_token"]
+    client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
+    ch = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(tok)).json
+    assert 1 <= ch["blinks"] <= 3 and len(ch["cues_ms"]) == ch["blinks"]
+
+
+def test_enrollment_expires_after_fifteen_minutes(client, store: Store, creds) -> None:
+    enr = start_enrollment(client, creds, insert_citizen(store))
+    eid, tok = enr["enrollment_id"], enr["enrollment_token"]
+    expires = datetime.fromisoformat(enr["expires_at"].replace("Z", "+00:00"))
+    assert timedelta(minutes=14) < expires - datetime.now(UTC) <= timedelta(minutes=15)
+    with store.write() as s:
+        s.execute(
+            update(Enrollment)
+            .where(Enrollment.id == eid)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    r = client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
+    assert r.status_code == 410 and r.json["error"] == "enrollment_expired"
+    shown = client.get(f"/api/v1/enrollments/{eid}", headers=bearer(tok)).json
+    assert shown["state"] == "expired" and shown["timeline"][-1]["step"] == "expire"
+
+
+def test_nonce_is_single_use_and_short_lived(client, store: Store, creds) -> None:
+    enr = start_enrollment(client, creds, insert_citizen(store))
+    eid, tok = enr["enrollment_id"], enr["enrollment_token"]
+    client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
+    domain = Enrollments(store)
+    nonce = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(tok)).json["nonce"]
+    with pytest.raises(NonceError):
+        domain.take_nonce(eid, "not-the-nonce")
+    domain.take_nonce(eid, nonce)
+    with pytest.raises(NonceError):
+        domain.take_nonce(eid, nonce)
+    nonce = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(tok)).json["nonce"]
+    with pytest.raises(NonceError):
+        domain.take_nonce(eid, nonce, now=datetime.now(UTC) + timedelta(minutes=3))
+
+
+def test_three_failed_liveness_attempts_lock_the_enrollment(client, store: Store, creds) -> None:
+    enr = start_enrollment(client, creds, insert_citizen(store))
+    outcomes = [verify_without_camera(client, store, enr, live=False) for _ in range(3)]
+    assert [o["attempts_left"] for o in outcomes] == [2, 1, 0]
+    assert [o["state"] for o in outcomes] == ["consented", "consented", "locked"]
+    r = client.post(
+        f"/api/v1/enrollments/{enr['enrollment_id']}/challenge",
+        headers=bearer(enr["enrollment_token"]),
+    )
+    assert r.status_code == 423 and r.json["error"] == "enrollment_locked"
+
+
+def test_issue_verify_qr_scan_suspend(client, store: Store, creds) -> None:
+    card = issue_card(client, store, creds)
+    header = jwt.get_unverified_header(card["card"])
+    assert header["alg"] == "ES256" and header["typ"] == "ecard+jwt"
+    claims = jwt.decode(card["card"], options={"verify_signature": False})
+    assert claims["card_no"] == card["card_no"] and claims["sub"] != card["id_number"]
+    assert card["id_number"] not in card["card"]
+
+    ok = client.post("/api/v1/cards/verify", json={"token": card["card"]}, headers=creds.channel)
+    assert ok.json["valid"] is True and ok.json["status"] == "active"
+    assert ok.json["claims"]["card_no"] == card["card_no"]
+    bad = client.post(
+        "/api/v1/cards/verify", json={"token": card["card"][:-4] + "AAAA"}, headers=creds.verifier
+    )
+    assert bad.status_code == 200 and bad.json["valid"] is False and bad.json["error"]
+
+    qr = client.post("/api/v1/cards/qr", json={"pin": "480613"}, headers=bearer(card["card"]))
+    assert qr.status_code == 201 and qr.json["qr_png"] and qr.json["qr_token"]
+    first = client.post(
+        "/api/v1/scan", json={"qr_token": qr.json["qr_token"]}, headers=creds.hospital
+    )
+    assert first.json["valid"] is True and first.json["card_no"] == card["card_no"]
+    assert first.json["name"] == "Li Lei" and first.json["status"] == "active"
+    assert 0 < first.json["expires_in"] <= 60
+    again = client.post(
+        "/api/v1/scan", json={"qr_token": qr.json["qr_token"]}, headers=creds.hospital
+    )
+    assert again.status_code == 200 and again.json == {
+        "valid": False,
+        "error": "replayed",
+        "message": "This QR code was already used.",
+    }
+
+    wrong = client.post("/api/v1/cards/qr", json={"pin": "111222"}, headers=bearer(card["card"]))
+    assert wrong.status_code == 403 and wrong.json["error"] == "wrong_pin"
+
+    status_uri = claims["status"]["status_list"]["uri"]
+    path = status_uri.split("127.0.0.1:8000", 1)[1]
+    before = client.get(path)
+    assert before.status_code == 200 and before.mimetype == "application/statuslist+jwt"
+    r = client.post("/api/v1/cards/suspend", json={"pin": "480613"}, headers=bearer(card["card"]))
+    assert r.status_code == 200 and r.json["status"] == "suspended"
+    after = client.get(path)
+    assert _status_at(after.data.decode(), claims["status"]["status_list"]["idx"]) == 2
+    assert _status_at(before.data.decode(), claims["status"]["status_list"]["idx"]) == 0
+    now = client.post("/api/v1/cards/verify", json={"token": card["card"]}, headers=creds.channel)
+    assert now.json["valid"] is False and now.json["status"] == "suspended"
+    r = client.post("/api/v1/cards/qr", json={"pin": "480613"}, headers=bearer(card["card"]))
+    assert r.status_code == 409
+
+
+def _status_at(token: str, idx: int) -> int:
+    from ecard.tokens.status import StatusList
+
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return int(StatusList.decode(claims["status_list"]).get(idx))
+
+
+def test_login_returns_the_card_and_reissue_revokes_the_old_one(
+    client, store: Store, creds
+) -> None:
+    first = issue_card(client, store, creds)
+    r = client.post("/api/v1/cards/login", json={"card_no": first["card_no"], "pin": "480613"})
+    assert r.status_code == 200 and r.json["status"] == "active"
+    again = client.post(
+        "/api/v1/cards/verify", json={"token": r.json["card"]}, headers=creds.channel
+    )
+    assert again.json["valid"] is True
+
+    enr = start_enrollment(client, creds, first["id_number"])
+    verify_without_camera(client, store, enr)
+    r = client.post(
+        f"/api/v1/enrollments/{enr['enrollment_id']}/pin",
+        json={"pin": "902741"},
+        headers=bearer(enr["enrollment_token"]),
+    )
+    assert r.status_code == 201 and r.json["card_no"] != first["card_no"]
+    old = client.post("/api/v1/cards/verify", json={"token": first["card"]}, headers=creds.channel)
+    assert old.json["valid"] is False and old.json["status"] == "revoked"
+    new = client.post("/api/v1/cards/verify", json={"token": r.json["card"]}, headers=creds.channel)
+    assert new.json["valid"] is True
+    with store.read() as s:
+        actions = s.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
+    assert "revoke" in actions
+
+
+@pytest.mark.parametrize(
+    ("pin", "code"),
+    [("123456", "pin_sequence"), ("111111", "pin_repeated"), ("12345", "pin_format")],
+)
+def test_weak_pins_are_refused_with_their_reason(client, store: Store, creds, pin, code) -> None:
+    enr = start_enrollment(client, creds, insert_citizen(store))
+    verify_without_camera(client, store, enr)
+    r = client.post(
+        f"/api/v1/enrollments/{enr['enrollment_id']}/pin",
+        json={"pin": pin},
+        headers=bearer(enr["enrollment_token"]),
+    )
+    assert r.status_code == 422 and r.json["error"] == code
+
+
+def _parallel(n: int, fn) -> list:
+    barrier = threading.Barrier(n)
+    out: list = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        out[i] = fn(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_two_concurrent_issuances_give_one_card(app, store: Store, creds) -> None:
+    client = app.test_client()
+    number = insert_citizen(store)
+    enr = start_enrollment(client, creds, number)
+    verify_without_camera(client, store, enr)
+    codes = _parallel(
+        2,
+        lambda i: (
+            app.test_client()
+            .post(
+                f"/api/v1/enrollments/{enr['enrollment_id']}/pin",
+                json={"pin": "480613"},
+                headers=bearer(enr["enrollment_token"]),
+            )
+            .status_code
+        ),
+    )
+    assert sorted(codes) == [201, 409]
+    # Two verified enrollments of one citizen issuing at the same moment: one live card.
+    a, b = start_enrollment(client, creds, number), start_enrollment(client, creds, number)
+    verify_without_camera(client, store, a)
+    verify_without_camera(client, store, b)
+    results = _parallel(
+        2,
+        lambda i: (
+            app.test_client()
+            .post(
+                f"/api/v1/enrollments/{(a, b)[i]['enrollment_id']}/pin",
+                json={"pin": "480613"},
+                headers=bearer((a, b)[i]["enrollment_token"]),
+            )
+            .status_code
+        ),
+    )
+    assert 201 in results and set(results) <= {201, 409}
+    with store.read() as s:
+        live = s.scalars(select(Card).where(Card.status != "revoked")).all()
+    assert len(live) == 1
+
+
+def test_concurrent_pin_guesses_stop_at_six(app, store: Store, creds) -> None:
+    card = issue_card(app.test_client(), store, creds)
+    codes = _parallel(
+        10,
+        lambda i: (
+            app.test_client()
+            .post(
+                "/api/v1/scan/confirm",
+                json={"card_no": card["card_no"], "pin": f"{903100 + i}"},
+                headers=creds.hospital,
+            )
+            .json["error"]
+        ),
+    )
+    assert codes.count("wrong_pin") + codes.count("pin_locked") == 10
+    assert codes.count("wrong_pin") <= 6 and codes.count("pin_locked") >= 4
+    right = app.test_client().post(
+        "/api/v1/scan/confirm",
+        json={"card_no": card["card_no"], "pin": "480613"},
+        headers=creds.hospital,
+    )
+    assert right.status_code == 423 and right.json["error"] == "pin_locked"
+
+
+def test_right_pin_confirms_and_resets_the_count(client, store: Store, creds) -> None:
+    card = issue_card(client, store, creds)
+    for _ in range(5):
+        r = client.post(
+            "/api/v1/scan/confirm",
+            json={"card_no": card["card_no"], "pin": "000001"},
+            headers=creds.hospital,
+        )
+        assert r.status_code == 403
+    r = client.post(
+        "/api/v1/scan/confirm",
+        json={"card_no": card["card_no"], "pin": "480613"},
+        headers=creds.hospital,
+    )
+    assert r.status_code == 200 and r.json["confirmed"] is True and r.json["name"] == "Li Lei"
+    r = client.post(
+        "/api/v1/scan/confirm",
+        json={"card_no": card["card_no"], "pin": "000001"},
+        headers=creds.hospital,
+    )
+    assert r.json["message"].endswith("5 tries left.")
