@@ -1,0 +1,244 @@
+"""Liveness of a clip: decode -> track landmarks -> eye openness -> blinks -> checks -> result.
+
+Cost per 640 x 480 frame is decoding plus one landmark fit (~1 ms) plus a detection on a 320 px
+copy about once a second; see BENCHMARKS.md. Frames are processed one at a time and dropped;
+only a handful of candidate frames for the face samples are held until the end.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ecard.errors import MultipleFacesError, NoFaceError
+from ecard.faces.models import Box, FaceModels
+from ecard.liveness.blinks import BlinkEvent, detect_blinks, face_ear, face_openness
+from ecard.liveness.challenge import Challenge, challenge_met
+from ecard.liveness.media import TimedFrame, iter_jpegs, iter_video
+from ecard.liveness.policy import BlinkPolicy, MediaLimits
+from ecard.liveness.result import FaceSample, LivenessResult
+from ecard.liveness.tracking import FaceTracker
+
+Image = npt.NDArray[np.uint8]
+Points = npt.NDArray[np.float64]
+
+#: frames wider than this are downscaled before anything else (landmarks stay precise)
+WORK_WIDTH = 640
+#: one sample candidate is kept per bucket of this many ms
+SAMPLE_BUCKET_MS = 1000.0
+#: how many face samples are encoded (start, middle, end)
+SAMPLE_COUNT = 3
+
+
+@dataclass(frozen=True)
+class Track:
+    """Per-frame measurements of one clip (no pixels): what the blink logic and checks use."""
+
+    times_ms: tuple[float, ...]
+    ear: tuple[float | None, ...]
+    openness: tuple[float | None, ...]
+    detections: int
+    second_face_passes: int
+    detection_passes: int
+
+
+@dataclass
+class _Candidate:
+    quality: float
+    t_ms: float
+    index: int
+    bgr: Image
+    box: Box
+
+
+def _work_frame(bgr: Image) -> Image:
+    import cv2
+
+    h, w = bgr.shape[:2]
+    if w <= WORK_WIDTH:
+        return bgr
+    return np.asarray(
+        cv2.resize(bgr, (WORK_WIDTH, round(h * WORK_WIDTH / w)), interpolation=cv2.INTER_AREA),
+        dtype=np.uint8,
+    )
+
+
+def _frame_quality(gray: Image, points: Points, openness: float) -> float:
+    """Sharp, frontal, eyes open: higher is better (relative within one clip)."""
+    import cv2
+
+    x0, y0 = np.maximum(points.min(axis=0).astype(int), 0)
+    x1, y1 = points.max(axis=0).astype(int)
+    crop = gray[y0 : y1 + 1, x0 : x1 + 1]
+    if crop.size < 64:
+        return 0.0
+    sharp = float(cv2.Laplacian(crop, cv2.CV_64F).var()) ** 0.5
+    inter = float(np.linalg.norm(points[45] - points[36])) or 1.0
+    mid_x = (points[36, 0] + points[45, 0]) / 2
+    yaw = abs(float(points[30, 0] - mid_x)) / inter
+    frontal = max(0.0, 1.0 - 2.5 * yaw)
+    return sharp * frontal * max(openness, 0.0)
+
+
+def track_frames(
+    frames: Iterable[TimedFrame], models: FaceModels, policy: BlinkPolicy
+) -> tuple[Track, list[_Candidate]]:
+    """Follow the face through ``frames``; keep the best sample candidate of each second."""
+    import cv2
+
+    tracker = FaceTracker(models, second_face_min_height=policy.second_face_min_height)
+    times: list[float] = []
+    ears: list[float | None] = []
+    opens: list[float | None] = []
+    passes = second = 0
+    buckets: dict[int, _Candidate] = {}
+    for index, (bgr, t_ms) in enumerate(frames):
+        work = _work_frame(bgr)
+        gray = np.asarray(cv2.cvtColor(work, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
+        obs = tracker.observe(gray, t_ms)
+        times.append(t_ms)
+        if obs.faces is not None and obs.faces > 0:
+            passes += 1
+            second += obs.faces > 1
+        if obs.landmarks is None or obs.box is None:
+            ears.append(None)
+            opens.append(None)
+            continue
+        openness = face_openness(obs.landmarks)
+        ears.append(face_ear(obs.landmarks))
+        opens.append(openness)
+        quality = _frame_quality(gray, obs.landmarks, openness)
+        key = int(t_ms // SAMPLE_BUCKET_MS)
+        best = buckets.get(key)
+        if best is None or quality > best.quality:
+            buckets[key] = _Candidate(quality, t_ms, index, work.copy(), obs.box)
+    track = Track(
+        times_ms=tuple(times),
+        ear=tuple(ears),
+        openness=tuple(opens),
+        detections=tracker.detections,
+        second_face_passes=second,
+        detection_passes=passes,
+    )
+    return track, [buckets[k] for k in sorted(buckets)]
+
+
+def _pick_samples(candidates: list[_Candidate], events: Sequence[BlinkEvent]) -> list[_Candidate]:
+    usable = [
+        c for c in candidates if not any(e.start <= c.index <= e.end for e in events)
+    ] or candidates
+    if len(usable) <= SAMPLE_COUNT:
+        return usable
+    picks = np.linspace(0, len(usable) - 1, SAMPLE_COUNT).round().astype(int)
+    return [usable[i] for i in sorted(set(picks.tolist()))]
+
+
+def encode_samples(
+    candidates: list[_Candidate], events: Sequence[BlinkEvent], models: FaceModels
+) -> tuple[FaceSample, ...]:
+    """128-d descriptors of the start, middle and end candidates (memory only)."""
+    import cv2
+
+    chosen = _pick_samples(candidates, events)
+    top = max((c.quality for c in chosen), default=0.0) or 1.0
+    samples = []
+    for c in chosen:
+        rgb = np.asarray(cv2.cvtColor(c.bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+        encoding = models.encode(rgb, c.box)
+        samples.append(FaceSample(round(c.t_ms), encoding, round(c.quality / top, 3)))
+    return tuple(samples)
+
+
+def _max_distance(samples: Sequence[FaceSample]) -> float | None:
+    if len(samples) < 2:
+        return None
+    return max(
+        float(np.linalg.norm(a.encoding - b.encoding))
+        for a, b in itertools.combinations(samples, 2)
+    )
+
+
+def _analyze(
+    frames: Iterable[TimedFrame],
+    models: FaceModels,
+    challenge: Challenge | None,
+    policy: BlinkPolicy,
+) -> LivenessResult:
+    track, candidates = track_frames(frames, models, policy)
+    n = len(track.times_ms)
+    found = sum(v is not None for v in track.openness)
+    if found == 0:
+        raise NoFaceError("No face was found in the clip.")
+    if (
+        track.second_face_passes >= 2
+        and track.second_face_passes >= policy.second_face_min_share * track.detection_passes
+    ):
+        raise MultipleFacesError(
+            "More than one face stayed in view; the clip must show exactly one person."
+        )
+    events = detect_blinks(track.openness, times_ms=track.times_ms, policy=policy)
+    blinks = sum(e.is_blink for e in events)
+    samples = encode_samples(candidates, events, models)
+    distance = _max_distance(samples)
+    met = None if challenge is None else challenge_met(challenge, events)
+    needed = policy.min_blinks if challenge is None else challenge.blinks
+
+    reason: str | None = None
+    if found < policy.min_face_share * n:
+        reason = "no_face"
+    elif distance is not None and distance > policy.same_face_distance:
+        reason = "face_changed"
+    elif blinks == 0 and needed > 0:
+        reason = "no_blink"
+    elif blinks < needed or met is False:
+        reason = "challenge_not_met" if challenge is not None else "no_blink"
+    duration = round(track.times_ms[-1] - track.times_ms[0]) if n > 1 else 0
+    return LivenessResult(
+        live=reason is None,
+        blinks=blinks,
+        events=events,
+        frames=n,
+        faces_found=found,
+        reason=reason,
+        duration_ms=duration,
+        challenge_met=met,
+        face_distance=distance,
+        samples=samples,
+    )
+
+
+def analyze_video(
+    path_or_bytes: str | os.PathLike[str] | bytes,
+    *,
+    models: FaceModels,
+    challenge: Challenge | None = None,
+    policy: BlinkPolicy | None = None,
+    limits: MediaLimits | None = None,
+) -> LivenessResult:
+    """Liveness of a clip (path, bytes, or a folder of frames in natural file-name order).
+
+    Raises a :class:`~ecard.errors.MediaError` for an empty, unreadable, truncated or oversized
+    clip, :class:`~ecard.errors.NoFaceError` when no frame shows a face and
+    :class:`~ecard.errors.MultipleFacesError` when a second face stays in view. A person who did
+    not blink is not an error: ``live`` is False with ``reason`` ``"no_blink"``.
+    """
+    frames = iter_video(path_or_bytes, limits or MediaLimits())
+    return _analyze(frames, models, challenge, policy or BlinkPolicy())
+
+
+def analyze_frames(
+    frames: Sequence[tuple[bytes, float]],
+    *,
+    models: FaceModels,
+    challenge: Challenge | None = None,
+    policy: BlinkPolicy | None = None,
+    limits: MediaLimits | None = None,
+) -> LivenessResult:
+    """Liveness of JPEG/PNG frames with capture times in ms (e.g. from a browser), in order."""
+    decoded = iter_jpegs(frames, limits or MediaLimits())
+    return _analyze(decoded, models, challenge, policy or BlinkPolicy())
