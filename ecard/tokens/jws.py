@@ -122,7 +122,8 @@ def split_token(token: object) -> tuple[str, str, str]:
     if len(token) > MAX_TOKEN_CHARS or not token.isascii():
         raise TokenMalformedError("The token is too long or not ASCII.")
     parts = token.split(".")
-    if len(parts) != 3 or not all(parts):
+    # An empty signature is let through here so that `alg: none` is named for what it is.
+    if len(parts) != 3 or not parts[0] or not parts[1]:
         raise TokenMalformedError("The token must be three dot-separated segments.")
     return parts[0], parts[1], parts[2]
 
