@@ -11,17 +11,15 @@ import base64
 import json
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
-
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = REPO / "tests" / "_artifacts" / "e2e"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts" / "e2e"
 #: Fixed challenge for the tests (CONTRACT.md: N blinks anywhere in the clip, no cues).
 CHALLENGE_BLINKS = 2
 #: The demo citizen's ID number: a valid GB 11643 number (check digit computed below).
@@ -122,6 +120,20 @@ def live_server(tmp_path: Path, face_models: Any) -> Iterator[LiveServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def shared_file(shared_data: Path) -> Callable[..., Path]:
+    """``shared_file("blink", "videos", name)``: a file under ../shared/data, or a skip (the
+    root conftest's ``shared_data`` fixture skips when the whole folder is absent)."""
+
+    def find(*parts: str) -> Path:
+        path = shared_data.joinpath(*parts)
+        if not path.exists():
+            pytest.skip(f"needs ../shared/data ({path} is absent)")
+        return path
+
+    return find
 
 
 @pytest.fixture

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import shared_path
-from tests.e2e.conftest import LiveServer, chromium_args
-from tests.e2e.media import id_photo_from_clip, write_y4m
+from e2e.conftest import LiveServer, chromium_args
+from e2e.media import id_photo_from_clip, write_y4m
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
@@ -115,11 +115,15 @@ def _enroll_until_result(page: Any, server: LiveServer, steps: Steps, id_number:
 
 
 def test_enroll_scan_replay_suspend(
-    chromium: Path, live_server: LiveServer, tmp_path: Path, shots: Path
+    chromium: Path,
+    live_server: LiveServer,
+    tmp_path: Path,
+    shots: Path,
+    shared_file: Callable[..., Path],
 ) -> None:
     from playwright.sync_api import sync_playwright
 
-    clip = shared_path(*LIVE_CLIP)
+    clip = shared_file(*LIVE_CLIP)
     y4m = tmp_path / "live.y4m"
     write_y4m(clip, y4m, start=LIVE_FRAMES[0], stop=LIVE_FRAMES[1], max_side=640)
     photo = id_photo_from_clip(
@@ -254,15 +258,19 @@ def test_enroll_scan_replay_suspend(
 
 
 def test_spoof_clip_is_refused_with_a_reason(
-    chromium: Path, live_server: LiveServer, tmp_path: Path, shots: Path
+    chromium: Path,
+    live_server: LiveServer,
+    tmp_path: Path,
+    shots: Path,
+    shared_file: Callable[..., Path],
 ) -> None:
     from playwright.sync_api import sync_playwright
 
-    spoof = shared_path(*SPOOF_CLIP)
+    spoof = shared_file(*SPOOF_CLIP)
     y4m = tmp_path / "spoof.y4m"
     write_y4m(spoof, y4m, max_side=640)
     # The registry photo is the real person's, so only liveness can refuse the replay.
-    owner = shared_path(*SPOOF_OWNER_CLIP)
+    owner = shared_file(*SPOOF_OWNER_CLIP)
     photo = id_photo_from_clip(owner, tmp_path / "id.jpg", frame_index=10, size=(102, 126))
     id_number = live_server.register_citizen(NAME, photo)
     steps = Steps(shots)

@@ -174,7 +174,7 @@ var ECard = (function () {
       ev.preventDefault();
       var pin = self.input.value.trim();
       self.input.value = "";
-      if (!/^[0-9]{6}$/.test(pin)) { self.msg.textContent = t("pin.format"); return; }
+      if (!/^[0-9]{6}$/.test(pin)) { self.msg.textContent = t("pin.pin_format"); return; }
       self.start(pin);
     });
     document.addEventListener("visibilitychange", function () {
