@@ -127,14 +127,14 @@ def challenge(enrollment_id: str) -> Response:
 @bp.post("/<enrollment_id>/liveness")
 @limiter.limit(sensitive_limit)
 def liveness(enrollment_id: str) -> Response:
-    from ecard.faces.match import FaceTemplate, match_template
-    from ecard.liveness import Challenge, analyze_frames, analyze_video
-
     enr = _citizen(enrollment_id)
     svc = services()
     enr.ensure_state(enrollment_id, "challenged")
     upload = read_upload(svc.web)
     models = svc.require_models()
+    from ecard.faces.match import FaceTemplate, match_template
+    from ecard.liveness import Challenge, analyze_frames, analyze_video
+
     ticket = enr.take_nonce(enrollment_id, upload.nonce)
     challenge = Challenge(blinks=ticket.blinks, cues_ms=ticket.cues_ms)
     if upload.video is not None:

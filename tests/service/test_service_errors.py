@@ -1,0 +1,225 @@
+"""Every error path answers JSON {"error", "message"} with the right 4xx, never a 5xx."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from svc_helpers import bearer, insert_citizen, issue_card, start_enrollment
+
+from ecard.store import Store
+
+
+def _is_error(r, status: int, code: str | None = None) -> None:
+    assert r.status_code == status, (r.status_code, r.data[:200])
+    assert r.mimetype == "application/json"
+    assert set(r.json) == {"error", "message"} and r.json["message"]
+    if code is not None:
+        assert r.json["error"] == code
+
+
+@pytest.fixture
+def enrolled(client, store: Store, creds) -> dict:
+    return start_enrollment(client, creds, insert_citizen(store))
+
+
+def test_malformed_json(client, creds) -> None:
+    r = client.post(
+        "/api/v1/enrollments",
+        data=b'{"id_number": ',
+        content_type="application/json",
+        headers=creds.channel,
+    )
+    _is_error(r, 400, "malformed_json")
+    r = client.post(
+        "/api/v1/enrollments",
+        data=b"\xff\xfe",
+        content_type="application/json",
+        headers=creds.channel,
+    )
+    _is_error(r, 400, "malformed_json")
+    r = client.post("/api/v1/enrollments", json=["a list"], headers=creds.channel)
+    _is_error(r, 400, "bad_request")
+
+
+def test_wrong_content_type(client, creds) -> None:
+    r = client.post(
+        "/api/v1/enrollments",
+        data="id_number=1",
+        headers=creds.channel,
+        content_type="application/x-www-form-urlencoded",
+    )
+    _is_error(r, 415, "unsupported_media_type")
+    r = client.post(
+        "/api/v1/cards/verify", data="token", headers=creds.channel, content_type="text/plain"
+    )
+    _is_error(r, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({}, 400, "missing_field"),
+        ({"id_number": "11010519491231002X"}, 400, "missing_field"),
+        ({"id_number": 11010519491231002, "name": "x"}, 422, "invalid_field"),
+        ({"id_number": "110105194912310021", "name": "Li Lei"}, 422, "invalid_id_number"),
+        ({"id_number": "11010519491231002X", "name": "Nobody"}, 404, "citizen_not_found"),
+        ({"id_number": "11010519491231002X", "name": "x" * 300}, 422, "invalid_field"),
+    ],
+)
+def test_authorize_field_errors(client, creds, body, status, code) -> None:
+    _is_error(client.post("/api/v1/enrollments", json=body, headers=creds.channel), status, code)
+
+
+def test_name_must_match_the_registry(client, store: Store, creds) -> None:
+    number = insert_citizen(store, name="Li Lei")
+    r = client.post(
+        "/api/v1/enrollments",
+        json={"id_number": number, "name": "Han Meimei"},
+        headers=creds.channel,
+    )
+    _is_error(r, 404, "citizen_not_found")
+
+
+def test_huge_body_is_refused(tmp_path, store: Store, creds, unloaded_models) -> None:
+    from svc_helpers import app_config
+
+    from ecard.web import create_app
+
+    app = create_app(app_config(tmp_path, store, unloaded_models, ECARD_MAX_BODY_BYTES="4096"))
+    r = app.test_client().post(
+        "/api/v1/enrollments",
+        data=b'{"id_number": "' + b"1" * 10_000 + b'"}',
+        content_type="application/json",
+        headers=creds.channel,
+    )
+    _is_error(r, 413, "request_too_large")
+
+
+def test_bad_multipart_uploads(client, store: Store, enrolled) -> None:
+    eid, tok = enrolled["enrollment_id"], enrolled["enrollment_token"]
+    url = f"/api/v1/enrollments/{eid}/liveness"
+    client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
+    # Not yet challenged: refused before the upload is looked at.
+    _is_error(client.post(url, data={"nonce": "x"}, headers=bearer(tok)), 409, "wrong_state")
+    nonce = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(tok)).json["nonce"]
+    _is_error(client.post(url, json={"nonce": nonce}, headers=bearer(tok)), 415)
+    mp = "multipart/form-data"
+    r = client.post(url, data={"x": "y"}, headers=bearer(tok), content_type=mp)
+    _is_error(r, 400, "missing_field")
+    r = client.post(url, data={"nonce": nonce}, headers=bearer(tok), content_type=mp)
+    _is_error(r, 400, "missing_field")
+    r = client.post(url, data=b"--nope\r\n garbage", headers=bearer(tok), content_type=mp)
+    _is_error(r, 400)
+    both = {
+        "nonce": nonce,
+        "video": (io.BytesIO(b"abc"), "clip.mp4"),
+        "frames": (io.BytesIO(b"abc"), "f1.jpg"),
+    }
+    _is_error(client.post(url, data=both, headers=bearer(tok)), 400, "missing_field")
+    frames = {"nonce": nonce, "frames": [(io.BytesIO(b"not a jpeg"), "f1.jpg")]}
+    _is_error(client.post(url, data=frames, headers=bearer(tok)), 422, "unreadable_media")
+    video = {"nonce": nonce, "video": (io.BytesIO(b"not a video at all"), "clip.mp4")}
+    _is_error(client.post(url, data=video, headers=bearer(tok)), 422, "unreadable_media")
+    stamps = {
+        "nonce": nonce,
+        "frames": [(io.BytesIO(_jpeg(64, 48)), "a.jpg"), (io.BytesIO(_jpeg(64, 48)), "b.jpg")],
+        "timestamps_ms": "[0, 1, 2]",
+    }
+    _is_error(client.post(url, data=stamps, headers=bearer(tok)), 422, "invalid_field")
+    fps = {"nonce": nonce, "frames": [(io.BytesIO(_jpeg(64, 48)), "a.jpg")], "fps": "fast"}
+    _is_error(client.post(url, data=fps, headers=bearer(tok)), 422, "invalid_field")
+    big = {"nonce": nonce, "frames": [(io.BytesIO(_jpeg(2400, 100)), "a.jpg")]}
+    _is_error(client.post(url, data=big, headers=bearer(tok)), 413, "media_too_large")
+    many = {"nonce": nonce, "frames": [(io.BytesIO(_jpeg(8, 8)), f"{i}.jpg") for i in range(301)]}
+    _is_error(client.post(url, data=many, headers=bearer(tok)), 413, "media_too_large")
+    # None of these consumed the nonce or counted an attempt.
+    shown = client.get(f"/api/v1/enrollments/{eid}", headers=bearer(tok)).json
+    assert shown["state"] == "challenged" and shown["attempts_left"] == 3
+
+
+def _jpeg(w: int, h: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (90, 90, 90)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_unknown_ids(client, creds, enrolled) -> None:
+    tok = enrolled["enrollment_token"]
+    _is_error(client.get("/api/v1/enrollments/nope", headers=bearer(tok)), 401, "unauthorized")
+    _is_error(client.get("/api/v1/enrollments/nope", headers=creds.channel), 404, "not_found")
+    _is_error(client.get("/api/v1/status-lists/999"), 404, "not_found")
+    _is_error(client.get("/api/v1/nothing-here"), 404, "not_found")
+    r = client.post("/api/v1/cards/login", json={"card_no": "000000000000", "pin": "480613"})
+    _is_error(r, 404, "not_found")
+    r = client.post(
+        "/api/v1/scan/confirm", json={"card_no": "1", "pin": "1"}, headers=creds.hospital
+    )
+    _is_error(r, 404, "not_found")
+
+
+def test_wrong_method(client) -> None:
+    _is_error(client.delete("/api/v1/enrollments"), 405, "method_not_allowed")
+    _is_error(client.get("/api/v1/cards/verify"), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Basic"},
+        {"Authorization": "Basic !!!not-base64"},
+        {"Authorization": "Basic Zm9v"},  # "foo": no colon
+        {"Authorization": "Bearer abc"},
+    ],
+)
+def test_missing_or_malformed_credentials(client, headers) -> None:
+    r = client.post("/api/v1/cards/verify", json={"token": "x"}, headers=headers)
+    _is_error(r, 401, "unauthorized")
+
+
+def test_wrong_credentials_and_scopes(client, store: Store, creds, enrolled) -> None:
+    _is_error(client.post("/api/v1/cards/verify", json={"token": "x"}, headers=creds.wrong), 401)
+    _is_error(
+        client.post("/api/v1/cards/verify", json={"token": "x"}, headers=creds.hospital),
+        403,
+        "forbidden",
+    )
+    _is_error(
+        client.post("/api/v1/scan", json={"qr_token": "x"}, headers=creds.channel), 403, "forbidden"
+    )
+    _is_error(client.post("/api/v1/enrollments", json={}, headers=creds.verifier), 403, "forbidden")
+    # An enrollment token opens only its own enrollment; another channel cannot read it.
+    other = start_enrollment(client, creds, insert_citizen(store, seq=2))
+    r = client.get(
+        f"/api/v1/enrollments/{enrolled['enrollment_id']}",
+        headers=bearer(other["enrollment_token"]),
+    )
+    _is_error(r, 401, "unauthorized")
+    r = client.get(f"/api/v1/enrollments/{enrolled['enrollment_id']}", headers=creds.verifier)
+    _is_error(r, 403, "forbidden")
+    _is_error(client.post("/api/v1/cards/qr", json={"pin": "1"}, headers=bearer("x.y.z")), 400)
+    _is_error(client.post("/api/v1/cards/qr", json={"pin": "1"}), 401, "unauthorized")
+
+
+def test_a_card_token_is_not_an_enrollment_token(client, store: Store, creds) -> None:
+    card = issue_card(client, store, creds)
+    r = client.get(f"/api/v1/enrollments/{card['enrollment_id']}", headers=bearer(card["card"]))
+    _is_error(r, 401, "unauthorized")
+    r = client.post(
+        "/api/v1/cards/qr", json={"pin": "480613"}, headers=bearer(card["enrollment_token"])
+    )
+    assert r.status_code in (400, 401) and r.json["error"].startswith("token_")
+
+
+def test_scan_errors(client, creds) -> None:
+    r = client.post("/api/v1/scan", json={"qr_token": "NOT.A.QR"}, headers=creds.hospital)
+    assert r.status_code == 200 and r.json["valid"] is False and r.json["error"].startswith("token")
+    r = client.post(
+        "/api/v1/scan", data={"image": (io.BytesIO(_jpeg(64, 64)), "x.jpg")}, headers=creds.hospital
+    )
+    _is_error(r, 422, "qr_not_found")
+    r = client.post("/api/v1/scan", data="x", content_type="text/plain", headers=creds.hospital)
+    _is_error(r, 415, "unsupported_media_type")
