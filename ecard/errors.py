@@ -423,12 +423,12 @@ class PinFormatError(PinPolicyError):
 
 class PinRepeatedError(PinPolicyError):
     code = "pin_repeated"
-    default_message = "The PIN must not be one digit or a short pattern repeated (111111, 121212)."
+    default_message = "The PIN must not be one digit, or a short group of digits, repeated."
 
 
 class PinSequenceError(PinPolicyError):
     code = "pin_sequence"
-    default_message = "The PIN must not be a run of consecutive digits (123456, 654321)."
+    default_message = "The PIN must not be a run of consecutive digits, going up or down."
 
 
 class PinBirthDateError(PinPolicyError):

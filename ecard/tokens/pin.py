@@ -181,10 +181,8 @@ def verify_pin(pin: object, stored_hash: str, pepper: bytes) -> bool:
         ok = _HASHER.verify(stored_hash, _peppered(candidate, pepper))
     except VerifyMismatchError:
         return False
-    except InvalidHashError as exc:
+    except (InvalidHashError, VerificationError) as exc:  # cannot be decoded at all
         raise ConfigError("A stored PIN hash is damaged.") from exc
-    except VerificationError:
-        return False
     return bool(ok) and well_formed
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ecard.errors import StatusListError, TokenClaimsError
+from ecard.errors import StatusListError, TokenClaimsError, TokenMalformedError
 from ecard.tokens.jws import Clock, b64url_decode, epoch, sign_jws, verify_jws
 from ecard.tokens.keys import KeySet, KeyStore
 
@@ -124,12 +124,10 @@ class StatusList:
             compressed = b64url_decode(lst, "status list")
             z = zlib.decompressobj()
             raw = z.decompress(compressed, MAX_LIST_BYTES)
-            if z.unconsumed_tail or not z.eof:
-                raise StatusListError("The status list is too large or truncated.")
-        except (zlib.error, binascii.Error, ValueError) as exc:
-            if isinstance(exc, StatusListError):
-                raise
+        except (zlib.error, binascii.Error, ValueError, TokenMalformedError):
             raise StatusListError("The status list 'lst' is not valid.") from None
+        if z.unconsumed_tail or not z.eof:
+            raise StatusListError("The status list is too large or truncated.")
         return cls(len(raw) * 8 // bits, bits, raw)
 
     def __eq__(self, other: object) -> bool:
