@@ -42,9 +42,11 @@ from flask.sessions import SecureCookieSessionInterface
 
 from ecard.errors import (
     AuthError,
+    ConsentRequiredError,
     CsrfError,
     DeskSessionError,
     ForbiddenError,
+    MediaTooLargeError,
     MissingFieldError,
     NotFoundError,
     StateError,
@@ -203,6 +205,49 @@ def _enrollment_id_for(token: str) -> str | None:
 
 def _services() -> Any:
     return current_app.extensions["ecard"]
+
+
+# --- the camera screen's face check (browsers without FaceDetector) -----------------------------
+
+#: Largest still accepted by the face check, in bytes and pixels a side.
+FACE_CHECK_MAX_BYTES = 200_000
+FACE_CHECK_MAX_SIDE = 480
+
+
+@bp.post("/enroll/face-check")
+def face_check() -> Response:
+    """Is one face in the oval, and near enough? For the live framing cues before "Start".
+
+    Multipart ``frame`` (one small JPEG) and ``enrollment_id``, with ``Authorization: Bearer
+    <enrollment token>``; only after consent. The still is decoded, searched with the HOG
+    detector and dropped: nothing is stored or logged. Answers ``{"faces", "face_width"}``
+    (the largest face's width as a fraction of the picture's width).
+    """
+    from sqlalchemy import select
+
+    from ecard.cards import Enrollments
+    from ecard.faces.images import load_photo
+    from ecard.store.models import Enrollment
+    from ecard.web.http import bearer
+
+    enrollment_id = request.form.get("enrollment_id", "")[:64]
+    svc = _services()
+    Enrollments(svc.store).check_token(enrollment_id, bearer())
+    with svc.store.read() as s:
+        state = s.scalar(select(Enrollment.state).where(Enrollment.id == enrollment_id))
+    if state not in ("consented", "challenged"):
+        raise ConsentRequiredError("The face check starts after the agreement is accepted.")
+    frames = request.files.getlist("frame")
+    if len(frames) != 1:
+        raise MissingFieldError("Send exactly one 'frame' JPEG.")
+    data = frames[0].read(FACE_CHECK_MAX_BYTES + 1)
+    if len(data) > FACE_CHECK_MAX_BYTES:
+        raise MediaTooLargeError("The still is too large for a face check.")
+    image = load_photo(data, max_side=FACE_CHECK_MAX_SIDE)
+    del data
+    boxes = svc.require_models().detect(image, upsample=0)
+    width = round(boxes[0].width / image.shape[1], 3) if boxes else 0.0
+    return jsonify(faces=len(boxes), face_width=width)
 
 
 # --- the desk's session and CSRF ----------------------------------------------------------------

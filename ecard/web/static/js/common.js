@@ -257,6 +257,7 @@ var ECard = (function () {
         self.sync();
       });
     });
+    document.getElementById("pinpad").addEventListener("submit", function (ev) { ev.preventDefault(); });
     this.input.addEventListener("input", function () {
       self.value = self.input.value.replace(/[^0-9]/g, "").slice(0, 6);
       self.sync();

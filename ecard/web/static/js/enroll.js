@@ -131,13 +131,46 @@
     var mean = sum / (px.length / 4);
     if (mean < 45) { setCue("dark"); return; }
     if (mean > 225) { setCue("bright"); return; }
-    if (!detector) { setCue("ok"); return; }
-    detector.detect(video).then(function (faces) {
-      if (!faces.length) setCue("no_face");
-      else if (faces.length > 1) setCue("many");
-      else if (faces[0].boundingBox.width < video.videoWidth * 0.25) setCue("far");
-      else setCue("ok");
-    }, function () { setCue("ok"); });
+    if (detector) {
+      detector.detect(video).then(function (faces) {
+        faceCue(faces.length, faces.length ? faces[0].boundingBox.width / video.videoWidth : 0);
+      }, function () { setCue("ok"); });
+      return;
+    }
+    serverFaceCheck();
+  }
+
+  function faceCue(count, width) {
+    if (!count) setCue("no_face");
+    else if (count > 1) setCue("many");
+    else if (width < 0.25) setCue("far");
+    else setCue("ok");
+  }
+
+  /** Without a FaceDetector in the browser, a small still (360 px wide) goes to the server
+   * about every 1.2 s while the citizen lines up, after consent only; it is not kept there. */
+  var checking = false;
+  var lastCheck = 0;
+  var still = document.createElement("canvas");
+  function serverFaceCheck() {
+    if (checking || performance.now() - lastCheck < 1200 || !enrollmentId) return;
+    checking = true;
+    lastCheck = performance.now();
+    var scale = Math.min(1, 360 / video.videoWidth);
+    still.width = Math.round(video.videoWidth * scale);
+    still.height = Math.round(video.videoHeight * scale);
+    still.getContext("2d").drawImage(video, 0, 0, still.width, still.height);
+    still.toBlob(function (blob) {
+      if (!blob) { checking = false; return; }
+      var form = new FormData();
+      form.append("enrollment_id", enrollmentId);
+      form.append("frame", blob, "still.jpg");
+      ECard.api("POST", "/enroll/face-check", { bearer: token, form: form }).then(function (res) {
+        checking = false;
+        if (res.ok && cueTimer) faceCue(res.body.faces, res.body.face_width);
+        else if (!res.ok && lastCue === "") setCue("ok");
+      });
+    }, "image/jpeg", 0.7);
   }
 
   function openCamera() {
@@ -166,6 +199,7 @@
 
   function stopCamera() {
     clearInterval(cueTimer);
+    cueTimer = null;
     if (stream) stream.getTracks().forEach(function (tr) { tr.stop(); });
     stream = null;
     video.srcObject = null;
@@ -236,6 +270,7 @@
     startBtn.hidden = true;
     document.getElementById("start-hint").textContent = "";
     clearInterval(cueTimer);          // the framing cues pause while the challenge runs
+    cueTimer = null;
     feedback.textContent = "";
     lastCue = "";
     box.hidden = false;
