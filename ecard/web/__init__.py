@@ -45,8 +45,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from ecard.web.limits import init_limits
 
     metrics.install(app)
-    init_limits(app, app.extensions["ecard"])
     _register_blueprints(app)
+    init_limits(app, app.extensions["ecard"])
     _install_hooks(app)
     return app
 

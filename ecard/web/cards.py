@@ -11,7 +11,6 @@ from flask import Blueprint, Response, jsonify
 from ecard.cards import CardInfo, Cards
 from ecard.errors import CardStateError, NotFoundError, TokenError
 from ecard.web.http import bearer, channel, json_body, services, str_field
-from ecard.web.limits import channel_limited, limiter, sensitive_limit
 
 bp = Blueprint("cards", __name__, url_prefix="/api/v1/cards")
 
@@ -44,7 +43,6 @@ def card_summary(card: CardInfo) -> dict[str, Any]:
 
 
 @bp.post("/verify")
-@channel_limited
 def verify() -> Response:
     """Verify an e-card online: signature, claims and the card's current status."""
     from ecard.tokens.cards import verify_card
@@ -71,7 +69,6 @@ def verify() -> Response:
 
 
 @bp.post("/qr")
-@limiter.limit(sensitive_limit)
 def qr() -> tuple[Response, int]:
     """A short-lived single-use QR token for the holder (PIN required)."""
     from ecard.tokens.qr import issue_qr, render_png
@@ -96,7 +93,6 @@ def qr() -> tuple[Response, int]:
 
 
 @bp.post("/suspend")
-@limiter.limit(sensitive_limit)
 def suspend() -> Response:
     """Report loss: the card is suspended and the status list says so at once."""
     card = holder_card()
@@ -108,7 +104,6 @@ def suspend() -> Response:
 
 
 @bp.post("/login")
-@limiter.limit(sensitive_limit)
 def login() -> Response:
     """Get back to a card later: card number + PIN -> a freshly signed e-card token."""
     from ecard.tokens.cards import CardClaims, issue_card

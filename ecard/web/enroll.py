@@ -15,7 +15,6 @@ from ecard.cards import AGREEMENT_TEXT, AGREEMENT_VERSION, CardDraft, Enrollment
 from ecard.errors import AuthError, InvalidFieldError, NotFoundError
 from ecard.web import metrics
 from ecard.web.http import bearer, channel, json_body, optional_json_body, services, str_field
-from ecard.web.limits import limiter, sensitive_limit
 from ecard.web.upload import read_upload
 
 bp = Blueprint("enroll", __name__, url_prefix="/api/v1/enrollments")
@@ -66,7 +65,6 @@ def view_to_dict(v: EnrollmentView) -> dict[str, Any]:
 
 
 @bp.post("")
-@limiter.limit(sensitive_limit, key_func=lambda: "enroll:" + (request.remote_addr or "?"))
 def authorize() -> tuple[Response, int]:
     ch = channel("enroll")
     body = json_body()
@@ -125,7 +123,6 @@ def challenge(enrollment_id: str) -> Response:
 
 
 @bp.post("/<enrollment_id>/liveness")
-@limiter.limit(sensitive_limit)
 def liveness(enrollment_id: str) -> Response:
     enr = _citizen(enrollment_id)
     svc = services()
@@ -168,7 +165,6 @@ def liveness(enrollment_id: str) -> Response:
 
 
 @bp.post("/<enrollment_id>/pin")
-@limiter.limit(sensitive_limit)
 def set_pin(enrollment_id: str) -> tuple[Response, int]:
     from ecard.tokens.cards import CardClaims, issue_card
     from ecard.tokens.pin import check_pin_policy

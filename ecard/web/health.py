@@ -5,19 +5,16 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from ecard.web.http import services
-from ecard.web.limits import limiter
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
-@limiter.exempt
 def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
-@limiter.exempt
 def readyz() -> Response:
     svc = services()
     checks = {

@@ -1,5 +1,5 @@
-"""Rate limits (flask-limiter): per client IP on every API route, per channel credential on the
-routes channels call, and a tight per-IP limit on PIN and liveness routes.
+"""Rate limits (flask-limiter), one limiter per app: per client IP on every route, per channel
+credential on the routes channels call, and a tight per-IP limit on PIN and liveness routes.
 
 Storage is in memory by default (one process: each gunicorn worker counts on its own, so the
 effective limit is workers x the limit); ``ECARD_RATELIMIT_STORAGE_URL=redis://127.0.0.1:6379``
@@ -9,11 +9,23 @@ shares the counters between workers and nodes. The storage is always configured 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, request
 from flask_limiter import Limiter
 
 from ecard.web.services import Services
+
+#: Routes a channel or hospital calls with HTTP Basic: limited per presented credential.
+CHANNEL_ROUTES = frozenset(
+    {"enroll.authorize", "cards.verify", "hospital.scan", "hospital.confirm"}
+)
+#: Routes that check a PIN or run liveness: a tight per-IP limit on top of the default.
+SENSITIVE_ROUTES = frozenset(
+    {"enroll.liveness", "enroll.set_pin", "cards.qr", "cards.suspend", "cards.login"}
+)
+#: Never limited (probes and scrapers).
+EXEMPT_ROUTES = frozenset({"health.healthz", "health.readyz", "meta.metrics_endpoint"})
 
 
 def client_ip() -> str:
@@ -26,36 +38,27 @@ def channel_key() -> str:
     return "ch:" + hashlib.sha256(header.encode("utf-8", "replace")).hexdigest()[:24]
 
 
-def _svc() -> Services:
-    svc: Services = current_app.extensions["ecard"]
-    return svc
-
-
-def ip_limit() -> str:
-    return _svc().web.ratelimit_ip
-
-
-def channel_limit() -> str:
-    return _svc().web.ratelimit_channel
-
-
-def sensitive_limit() -> str:
-    return _svc().web.ratelimit_sensitive
-
-
-limiter = Limiter(
-    key_func=client_ip,
-    default_limits=[ip_limit],
-    headers_enabled=True,
-    storage_uri="memory://",
-)
-
-#: Decorator for routes a channel calls with HTTP Basic.
-channel_limited = limiter.limit(channel_limit, key_func=channel_key)
-
-
-def init_limits(app: Flask, svc: Services) -> None:
-    app.config["RATELIMIT_ENABLED"] = svc.web.ratelimit_enabled
-    app.config["RATELIMIT_STORAGE_URI"] = svc.web.ratelimit_storage_url
-    app.config["RATELIMIT_KEY_PREFIX"] = "ecard"
-    limiter.init_app(app)
+def init_limits(app: Flask, svc: Services) -> Limiter:
+    """Attach a limiter to ``app`` (call after every blueprint is registered)."""
+    web = svc.web
+    limiter = Limiter(
+        key_func=client_ip,
+        app=app,
+        default_limits=[web.ratelimit_ip],
+        headers_enabled=True,
+        storage_uri=web.ratelimit_storage_url,
+        key_prefix="ecard",
+        enabled=web.ratelimit_enabled,
+    )
+    views: dict[str, Any] = app.view_functions
+    for endpoint, view in list(views.items()):
+        if endpoint in EXEMPT_ROUTES:
+            limiter.exempt(view)
+        elif endpoint in CHANNEL_ROUTES:
+            app.view_functions[endpoint] = limiter.limit(
+                web.ratelimit_channel, key_func=channel_key
+            )(view)
+        elif endpoint in SENSITIVE_ROUTES:
+            views[endpoint] = limiter.limit(web.ratelimit_sensitive)(view)
+    app.extensions["ecard_limiter"] = limiter  # flask-limiter keeps only a weak reference
+    return limiter

@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from ecard.web import metrics
-from ecard.web.limits import limiter
 from ecard.web.openapi import build_document
 
 bp = Blueprint("meta", __name__)
@@ -17,6 +16,5 @@ def openapi() -> Response:
 
 
 @bp.get("/metrics")
-@limiter.exempt
 def metrics_endpoint() -> Response:
     return metrics.render()

@@ -55,7 +55,15 @@ JSON_ERRS = (400, 415, 429)
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": S, "message": S}, ["error", "message"]),
     "Authorize": _obj(
-        {"id_number": {**S, "example": "11010519491231002X"}, "name": {**S, "example": "张三"}},
+        {
+            "id_number": {
+                **S,
+                "pattern": "^[0-9]{17}[0-9Xx]$",
+                "description": "GB 11643 resident ID number (check digit verified)",
+                "example": "11010519491231002X",
+            },
+            "name": {**S, "minLength": 1, "maxLength": 100, "example": "张三"},
+        },
         ["id_number", "name"],
     ),
     "Authorized": _obj(
@@ -135,7 +143,7 @@ SCHEMAS: dict[str, Any] = {
         },
         ["live", "blinks", "match", "state", "reason", "attempts_left"],
     ),
-    "Pin": _obj({"pin": {"type": "string", "example": "480613"}}, ["pin"]),
+    "Pin": _obj({"pin": {"type": "string", "pattern": "^[0-9]{6}$", "example": "480613"}}, ["pin"]),
     "Issued": _obj({"card": S, "card_no": S}, ["card", "card_no"]),
     "Token": _obj({"token": S}, ["token"]),
     "VerifyResult": _obj(
