@@ -208,6 +208,7 @@ class KeyStore:
 
     def __init__(self, instance: Path | str) -> None:
         self.folder = Path(instance) / "keys"
+        self._index_str = str(self.folder / "index.json")
         self.ready = False
         self._lock = threading.Lock()
         self._entries: tuple[KeyEntry, ...] = ()
@@ -231,7 +232,7 @@ class KeyStore:
 
     def _stat(self) -> tuple[int, int] | None:
         try:
-            st = self._index.stat()
+            st = os.stat(self._index_str)  # a plain str: this runs on every sign/verify
         except FileNotFoundError:
             return None
         return (st.st_mtime_ns, st.st_size)
