@@ -195,3 +195,24 @@ def test_card_claims_validate(claims: CardClaims, bad: dict[str, object]) -> Non
 
     with pytest.raises(ValueError):
         CardClaims(**{**asdict(claims), **bad})  # type: ignore[arg-type]
+
+
+def test_first_run_races_make_exactly_one_key(instance: Path) -> None:
+    """Gunicorn workers starting together on a fresh instance: one key, not one each."""
+    import threading
+
+    barrier = threading.Barrier(8)
+    kids: list[str] = []
+
+    def start() -> None:
+        barrier.wait()
+        kids.append(KeyStore.open(instance).signing_key().kid)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(kids)) == 1 and len(kids) == 8
+    assert len(list((instance / "keys").glob("*.pem"))) == 1
+    assert [e.state for e in KeyStore(instance).load().entries()] == ["active"]
