@@ -31,8 +31,69 @@ def _print_json(obj: Any) -> None:
 # --- face pipeline: liveness, match, blinks ---------------------------------------------------
 
 
+def _cmd_liveness(args: argparse.Namespace) -> int:
+    """`ecard liveness VIDEO [--blinks N] [--json]` (owned by ecard/liveness)."""
+    from ecard.faces.models import shared_models
+    from ecard.liveness import Challenge, analyze_video
+
+    if args.blinks is not None and not 0 <= args.blinks <= 10:
+        raise InputError("--blinks must be between 0 and 10.")
+    challenge = None if args.blinks is None else Challenge(blinks=args.blinks)
+    result = analyze_video(args.video, models=shared_models(), challenge=challenge)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        verdict = "live" if result.live else f"not live ({result.reason})"
+        print(
+            f"{verdict}: {result.blinks} blink(s) in {result.frames} frames, "
+            f"face in {result.faces_found}, {result.duration_ms} ms"
+        )
+        for e in result.events:
+            print(f"  {e.kind:<12} frames {e.start}-{e.end}  {e.start_ms}-{e.end_ms} ms")
+    return 0
+
+
+def _cmd_blinks(args: argparse.Namespace) -> int:
+    """`ecard blinks SERIES --fps F [--json]` (owned by ecard/liveness)."""
+    from ecard.errors import SeriesError
+    from ecard.liveness import detect_blinks, parse_series
+
+    try:
+        text = open(args.series, encoding="utf-8").read()  # noqa: SIM115 - closed by GC at exit
+    except UnicodeDecodeError:
+        raise SeriesError("The EAR series is not a text file.") from None
+    events = detect_blinks(parse_series(text), fps=args.fps)
+    blinks = [e for e in events if e.is_blink]
+    if args.json:
+        _print_json(
+            {
+                "blinks": [
+                    {"start": e.start, "end": e.end, "start_ms": e.start_ms, "end_ms": e.end_ms}
+                    for e in blinks
+                ],
+                "closures": [e.to_dict() for e in events],
+            }
+        )
+    else:
+        print(f"{len(blinks)} blink(s)")
+        for e in events:
+            print(f"  {e.kind:<12} frames {e.start}-{e.end}  {e.start_ms}-{e.end_ms} ms")
+    return 0
+
+
 def _register_face_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     """Face pipeline commands (owned by ecard/liveness and ecard/faces)."""
+    # liveness part: `ecard liveness`, `ecard blinks`
+    p = sub.add_parser("liveness", help="blink liveness of a clip or a folder of frames")
+    p.add_argument("video", help="video file (mp4, webm, mov, ...) or folder of JPEG frames")
+    p.add_argument("--blinks", type=int, default=None, help="require at least N blinks")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_cmd_liveness)
+    p = sub.add_parser("blinks", help="find blinks in an eye-aspect-ratio series")
+    p.add_argument("series", help="text file: one value per frame, None where no face")
+    p.add_argument("--fps", type=float, required=True, help="frames per second of the series")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_cmd_blinks)
 
 
 # --- tokens: keys rotate, verify, scan ---------------------------------------------------------

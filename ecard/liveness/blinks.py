@@ -212,40 +212,51 @@ def _local_minima(r: Floats) -> list[int]:
     return sorted(found, key=lambda k: float(r[k]))
 
 
-def _prominence(r: Floats, low: int, reach: int) -> float:
+def _prominence(r: Floats, low: int, reach: int, need: float) -> float:
     """How far ``r`` rises on both sides of the minimum ``low`` before it falls below it again.
 
-    Each side looks at most ``reach`` frames away; the smaller rise of the two sides is the
-    prominence, or the only side's rise at the edge of the series.
+    Each side looks ``reach`` frames past the end of the closure (the last frame still within
+    ``need / 2`` of the minimum, so a long closure is crossed whole); the smaller rise of the two
+    sides is the prominence, or the only side's rise at the edge of the series.
     """
     value = r[low]
     rises = []
     for direction in (-1, 1):
         best = math.nan
         k = low + direction
-        steps = 0
-        while 0 <= k < len(r) and steps < reach:
+        since_closed = 0
+        ran_off = True
+        while 0 <= k < len(r):
             x = r[k]
             if not np.isnan(x):
                 if x < value:
+                    ran_off = False
                     break
                 best = x if math.isnan(best) else max(best, x)
+                since_closed = 0 if x < value + need / 2 else since_closed + 1
+            else:
+                since_closed += 1
+            if since_closed >= reach:
+                ran_off = False
+                break
             k += direction
-            steps += 1
-        else:
-            if not 0 <= k < len(r) and steps < reach:
-                continue  # ran off the series: this side is unknown, not flat
+        if ran_off and not best - value >= need:
+            continue  # ran off the series still closed: this side is unknown, not flat
         if not math.isnan(best):
             rises.append(best - value)
     return float(min(rises)) if rises else 0.0
 
 
-def _extent(r: Floats, low: int, level: float, max_gap: int) -> tuple[int, int]:
-    """The frames around ``low`` whose value stays at or under ``level`` (short gaps bridged)."""
+def _extent(r: Floats, low: int, level: float, max_gap: int, bridge: int = 0) -> tuple[int, int]:
+    """The frames around ``low`` whose value stays at or under ``level``.
+
+    Up to ``max_gap`` missing frames and ``bridge`` frames above the level (noise inside a long
+    closure) are crossed when the value comes back under the level right after.
+    """
     bounds = []
     for direction in (-1, 1):
         edge = k = low
-        gap = 0
+        gap = above = 0
         while 0 <= k + direction < len(r):
             k += direction
             x = r[k]
@@ -255,8 +266,11 @@ def _extent(r: Floats, low: int, level: float, max_gap: int) -> tuple[int, int]:
                     break
                 continue
             if x > level:
-                break
-            edge, gap = k, 0
+                above += 1
+                if above > bridge:
+                    break
+                continue
+            edge, gap, above = k, 0, 0
         bounds.append(edge)
     return bounds[0], bounds[1]
 
@@ -327,13 +341,14 @@ def detect_blinks(
         depth = 1.0 - float(r[low])
         if depth < need_depth:
             continue
-        prominence = _prominence(r, low, reach)
+        prominence = _prominence(r, low, reach, need_depth)
         if prominence < need_depth:
             continue
         core_level = float(r[low]) + policy.core_fraction * prominence
-        c0, c1 = _extent(r, low, core_level, policy.max_gap_frames)
+        c0, c1 = _extent(r, low, core_level, policy.max_gap_frames, bridge=2)
         half_level = float(r[low]) + 0.5 * prominence
         start, end = _extent(r, low, half_level, policy.max_gap_frames)
+        half_ms = float(t[end] - t[start]) + dt
         if any(start <= b and end >= a for a, b in covered):
             continue  # a shallower dip inside a closure already reported
         covered.append((start, end))
@@ -343,7 +358,7 @@ def detect_blinks(
             kind = "truncated"
         elif float(t[end] - t[start]) + dt < policy.min_blink_ms:
             continue  # a one-frame flicker at a high frame rate: landmark jitter, not a blink
-        elif core_ms > policy.max_blink_ms:
+        elif core_ms > policy.max_blink_ms or half_ms > policy.max_dip_ms:
             kind = "long_closure"
         else:
             kind = "blink"

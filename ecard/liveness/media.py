@@ -37,6 +37,19 @@ _JPEG = b"\xff\xd8\xff"
 _PNG = b"\x89PNG\r\n\x1a\n"
 
 
+def quiet_cv2() -> Any:
+    """OpenCV with its own and FFmpeg's console logging off (errors reach users as ours)."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    import cv2
+
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # pragma: no cover - builds without the logging module
+        pass
+    return cv2
+
+
 def natural_key(name: str) -> list[object]:
     """Sort key putting ``f_2.jpg`` before ``f_10.jpg``."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
@@ -153,7 +166,7 @@ def _refuse_still(head: bytes, read: Any, limits: MediaLimits) -> None:
 
 
 def _iter_capture(path: str, limits: MediaLimits) -> Iterator[TimedFrame]:
-    import cv2
+    cv2 = quiet_cv2()
 
     cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     try:

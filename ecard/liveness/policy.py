@@ -45,6 +45,8 @@ class BlinkPolicy:
     min_blink_ms: int = 60
     #: longest core of a blink in ms; longer closures are deliberate, not blinks
     max_blink_ms: int = 600
+    #: longest dip (ms, at half depth) around a blink: slower dips are gaze or posture changes
+    max_dip_ms: int = 1200
     #: missing frames (no face) bridged inside one closure
     max_gap_frames: int = 1
     #: blinks needed for ``live`` when no challenge is given
