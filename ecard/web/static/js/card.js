@@ -26,10 +26,37 @@
   function eventText(ev) {
     var key = "event." + ev.action;
     var text = ECard.has(key) ? t(key) : ev.action;
-    var okey = "event.outcome." + ev.outcome;
-    var outcome = ECard.has(okey) ? t(okey) : (ECard.has("reason." + ev.outcome) ? t("reason." + ev.outcome) : ev.outcome);
+    // Outcomes are shown only when they add something: a failure reason or a scan's answer.
+    var outcome = "";
+    if (ev.action.indexOf("card_") === 0) return text;
+    if (ECard.has("event.outcome." + ev.outcome)) outcome = t("event.outcome." + ev.outcome);
+    else if (ECard.has("reason." + ev.outcome)) outcome = t("reason." + ev.outcome);
     return outcome ? text + " — " + outcome : text;
   }
+
+  var events = [];
+  function renderTimeline() {
+    var list = document.getElementById("timeline");
+    list.textContent = "";
+    events.forEach(function (ev) {
+      var li = document.createElement("li");
+      var when = document.createElement("time");
+      when.dateTime = ev.at;
+      when.textContent = new Date(ev.at).toLocaleString(ECard.lang());
+      li.appendChild(when);
+      li.appendChild(document.createTextNode(eventText(ev)));
+      list.appendChild(li);
+    });
+    document.getElementById("timeline-panel").hidden = !events.length;
+  }
+
+  var lostDone = false;
+  ECard.onLanguage(function () {
+    if (!ECard.cardStore.get()) return;
+    setStatus(status);
+    renderTimeline();
+    if (lostDone) document.getElementById("lost-msg").textContent = t("card.reported");
+  });
 
   /** Status and timeline from the server (the card token proves which card). */
   function loadOverview() {
@@ -39,18 +66,8 @@
         return;
       }
       setStatus(res.body.status);
-      var list = document.getElementById("timeline");
-      list.textContent = "";
-      (res.body.events || []).forEach(function (ev) {
-        var li = document.createElement("li");
-        var when = document.createElement("time");
-        when.dateTime = ev.at;
-        when.textContent = new Date(ev.at).toLocaleString(ECard.lang());
-        li.appendChild(when);
-        li.appendChild(document.createTextNode(eventText(ev)));
-        list.appendChild(li);
-      });
-      document.getElementById("timeline-panel").hidden = !(res.body.events || []).length;
+      events = res.body.events || [];
+      renderTimeline();
     });
   }
 
@@ -111,6 +128,7 @@
         if (!res.ok) { err.textContent = ECard.errorText(res.body, "pin."); return; }
         err.textContent = "";
         lostForm.hidden = true;
+        lostDone = true;
         document.getElementById("lost-msg").textContent = t("card.reported");
         setStatus("suspended");
         loadOverview();

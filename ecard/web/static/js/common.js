@@ -270,9 +270,12 @@ var ECard = (function () {
     Array.prototype.forEach.call(this.dots.children, function (dot, i) { dot.classList.toggle("on", i < n); });
     this.dots.setAttribute("aria-label", t("pin.digits_entered", { n: n }));
     if (n === 6) {
+      // Hand the PIN over at once and start a fresh entry: keys pressed right after the sixth
+      // digit belong to the next entry, in order.
       var pin = this.value;
-      var self = this;
-      setTimeout(function () { self.value = ""; self.sync(); self.onDone(pin); }, 150);
+      this.value = "";
+      this.sync();
+      this.onDone(pin);
     }
   };
   PinPad.prototype.reset = function () { this.value = ""; this.sync(); };

@@ -117,6 +117,10 @@
   ECard.onLanguage(function () {
     if (lastCue) { var k = lastCue; lastCue = ""; setCue(k); }
     updateStartHint();
+    var shown = document.getElementById("result-text");
+    var reason = shown.getAttribute("data-reason");
+    if (reason && shown.className.indexOf("bad") >= 0) shown.textContent = reasonText(reason, shown.textContent);
+    if (ECard.cardStore.get() && !document.getElementById("s-card").hidden) ECard.renderCard(ECard.cardStore.get(), "active");
   });
 
   /** Cheap cues computed on the phone: mean brightness, and faces where the browser has a
@@ -452,7 +456,9 @@
     document.getElementById("pin-input").focus({ preventScroll: true });
   }
 
+  var issuing = false;
   function onPin(pin) {
+    if (issuing) return;
     if (firstPin === null) {
       firstPin = pin;
       pinMsg.textContent = "";
@@ -466,8 +472,10 @@
       return;
     }
     firstPin = null;
+    issuing = true;
     pinPrompt.textContent = t("enroll.pin_issuing");
     call("POST", "/pin", { pin: pin }).then(function (res) {
+      issuing = false;
       if (!res.ok) {
         var reason = res.body.reason || res.body.error;
         pinMsg.textContent = ECard.has("pin." + reason) ? t("pin." + reason) : ECard.errorText(res.body, "pin.");
