@@ -272,3 +272,26 @@ def test_card_overview_needs_the_card_token(client: Any) -> None:
         400,
         401,
     )
+
+
+def test_every_reason_code_of_the_other_parts_has_a_sentence() -> None:
+    """Liveness reasons, PIN policy codes and desk answers are shown as plain sentences."""
+    import ecard.errors as errors
+    from ecard.liveness.result import REASONS
+
+    dicts = _dicts()
+    pin_codes = {
+        cls.code
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.PinPolicyError)
+    } | {errors.WrongPinError.code, errors.PinLockedError.code}
+    desk_codes = {
+        errors.TokenReplayedError.code,
+        errors.TokenExpiredError.code,
+        errors.TokenBadSignatureError.code,
+        errors.QrNotFoundError.code,
+    }
+    for lang, texts in dicts.items():
+        assert [r for r in (*REASONS, "no_match") if f"reason.{r}" not in texts] == [], lang
+        assert [c for c in pin_codes if f"pin.{c}" not in texts] == [], lang
+        assert [c for c in desk_codes if f"desk.error.{c}" not in texts] == [], lang

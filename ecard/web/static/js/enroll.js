@@ -428,7 +428,7 @@
     var left = body.attempts_left;
     document.getElementById("result-attempts").textContent =
       typeof left === "number" ? t("enroll.attempts_left", { n: left }) : "";
-    var final = code === "enrollment_locked" || code === "too_many_attempts" || code === "enrollment_expired" ||
+    var final = code === "enrollment_locked" || code === "enrollment_expired" ||
       body.state === "locked" || body.state === "failed" || body.state === "expired" || left === 0;
     document.getElementById("result-next").hidden = true;
     document.getElementById("result-retry").hidden = final;
