@@ -660,6 +660,12 @@ class Cards:
                 raise NotFoundError("No such card.")
             return _card_info(card, s.get_one(Citizen, card.citizen_id))
 
+    def status_of(self, card_id: str) -> str | None:
+        """The card's current status (one indexed read, no caching), or None if unknown."""
+        with self.store.engine.connect() as conn:
+            value = conn.execute(select(Card.status).where(Card.id == card_id)).scalar()
+        return None if value is None else str(value)
+
     def by_number(self, card_no: str) -> CardInfo:
         with self.store.read() as s:
             card = s.scalars(select(Card).where(Card.card_no == card_no)).first()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -107,8 +109,56 @@ def set_channel_secret(store: Store, name: str, scopes: str, secret: str) -> Cha
         return ChannelCredentials(row.client_id, secret)
 
 
-def authenticate(store: Store, client_id: str, client_secret: str) -> ChannelIdentity:
-    """The channel whose credentials these are, or :class:`AuthError` (same answer for both)."""
+class AuthCache:
+    """Recently verified credentials, kept ``ttl_s`` seconds in this process (hot API paths).
+
+    Keyed by SHA-256 of ``client_id:secret``, so the cache holds no secret; a channel whose
+    scopes change is seen with the new scopes after at most ``ttl_s`` seconds.
+    """
+
+    def __init__(self, ttl_s: float = 10.0, max_entries: int = 1024) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, ChannelIdentity]] = {}
+
+    @staticmethod
+    def key(client_id: str, client_secret: str) -> str:
+        return hashlib.sha256(f"{client_id}:{client_secret}".encode()).hexdigest()
+
+    def get(self, key: str) -> ChannelIdentity | None:
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key: str, ident: ChannelIdentity) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + self.ttl_s, ident)
+
+
+def authenticate(
+    store: Store, client_id: str, client_secret: str, *, cache: AuthCache | None = None
+) -> ChannelIdentity:
+    """The channel whose credentials these are, or :class:`AuthError` (same answer for both).
+
+    With ``cache``, a credential verified in the last few seconds is not looked up again.
+    """
+    key = AuthCache.key(client_id, client_secret) if cache is not None else ""
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    ident = _authenticate(store, client_id, client_secret)
+    if cache is not None:
+        cache.put(key, ident)
+    return ident
+
+
+def _authenticate(store: Store, client_id: str, client_secret: str) -> ChannelIdentity:
     with store.read() as s:
         row = s.scalars(select(Channel).where(Channel.client_id == client_id)).first()
     expected = row.secret_hash if row is not None else "0" * 64

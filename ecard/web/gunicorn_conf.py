@@ -12,7 +12,7 @@ from typing import Any
 
 bind = os.environ.get("ECARD_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("ECARD_WORKERS", "2"))
-worker_class = "gthread"
+worker_class = os.environ.get("ECARD_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("ECARD_THREADS", "4"))
 preload_app = True
 timeout = 120

@@ -71,7 +71,8 @@ def channel(scope: Scope) -> ChannelIdentity:
     client_id, sep, secret = decoded.partition(":")
     if not sep or not client_id or not secret or len(decoded) > 512:
         raise AuthError("The Basic credentials must be client_id:client_secret.")
-    ident = authenticate(services().store, client_id, secret)
+    svc = services()
+    ident = authenticate(svc.store, client_id, secret, cache=svc.auth_cache)
     g.channel = ident
     ident.require(scope)
     return ident

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ecard.channels import AuthCache
 from ecard.config import Settings
 from ecard.errors import EcardError, NotReadyError
 from ecard.store import Store, open_store
@@ -88,10 +89,12 @@ class Services:
     attempts: DbAttemptCounter = field(init=False)
     pin_guard: PinGuard = field(init=False)
     pins: PinHasher = field(init=False)
+    auth_cache: AuthCache = field(init=False)
 
     def __post_init__(self) -> None:
         from ecard.tokens.pin import PinGuard, PinHasher
 
+        self.auth_cache = AuthCache()
         self.replay = DbReplayGuard(self.store)
         self.attempts = DbAttemptCounter(self.store)
         self.pin_guard = PinGuard(self.attempts)
