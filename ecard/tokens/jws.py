@@ -64,6 +64,7 @@ MAX_LEEWAY = 60.0
 ALLOWED_HEADER = frozenset({"alg", "kid", "typ"})
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+_MAX_NUMERIC_DATE = 1e11  # year 5138: beyond any real exp, below float trouble
 _JWS = jwt.PyJWS()
 
 Clock = float | int | datetime | None
@@ -230,6 +231,9 @@ def _numeric_date(claims: Mapping[str, Any], name: str, required: bool) -> float
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenClaimsError(f"The token's '{name}' claim is not a number.")
+    # 1e309 parses as inf and 10**400 does not fit a float: neither is a time.
+    if not -_MAX_NUMERIC_DATE < value < _MAX_NUMERIC_DATE:
+        raise TokenClaimsError(f"The token's '{name}' claim is out of range.")
     return float(value)
 
 

@@ -173,6 +173,18 @@ CARD_ATTACKS: list[Row] = [
         "token_bad_issuer",
     ),
     ("iss missing", lambda c: c.forge.token(claims=card_claims(iss=None)), "token_bad_claims"),
+    (
+        "exp as 1e309 (inf)",
+        lambda c: c.forge.raw(
+            json.dumps(c.header()), json.dumps(card_claims(exp=None))[:-1] + ',"exp":1e309}'
+        ),
+        "token_bad_claims",
+    ),
+    (
+        "exp as a 400-digit integer",
+        lambda c: c.forge.token(claims=card_claims(exp=10**400)),
+        "token_bad_claims",
+    ),
     # type confusion
     ("typ JWT", lambda c: c.forge.token(c.header(typ="JWT")), "token_wrong_type"),
     ("typ missing", lambda c: c.forge.token(c.header(typ=None)), "token_wrong_type"),
