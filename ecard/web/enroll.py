@@ -130,14 +130,23 @@ def liveness(enrollment_id: str) -> Response:
     upload = read_upload(svc.web)
     models = svc.require_models()
     from ecard.faces.match import FaceTemplate, match_template
-    from ecard.liveness import Challenge, analyze_frames, analyze_video
+    from ecard.liveness import Challenge, MediaLimits, analyze_frames, analyze_video
 
     ticket = enr.take_nonce(enrollment_id, upload.nonce)
     challenge = Challenge(blinks=ticket.blinks, cues_ms=ticket.cues_ms)
+    web = svc.web
+    limits = MediaLimits(
+        max_bytes=web.max_body_bytes,
+        max_frames=web.max_frames * (3 if upload.video is not None else 1),
+        max_duration_ms=web.max_clip_ms,
+        max_width=web.max_frame_side,
+        max_height=web.max_frame_side,
+    )
     if upload.video is not None:
-        result = analyze_video(upload.video, models=models, challenge=challenge)
+        result = analyze_video(upload.video, models=models, challenge=challenge, limits=limits)
     else:
-        result = analyze_frames(list(upload.frames), models=models, challenge=challenge)
+        frames = [(data, float(t)) for data, t in upload.frames]
+        result = analyze_frames(frames, models=models, challenge=challenge, limits=limits)
     del upload  # frames are dropped as soon as they are analysed
     template = FaceTemplate.from_bytes(ticket.template)
     encodings = [s.encoding for s in result.samples]

@@ -104,7 +104,7 @@ def _probe_video(data: bytes, limits: WebSettings) -> None:
         raise MediaTooLargeError(
             f"The video is {width}x{height}; at most {limits.max_frame_side} pixels a side."
         )
-    if count > limits.max_frames * 4:
+    if count > limits.max_frames * 3:
         raise MediaTooLargeError(f"The video has {count} frames; it is too long.")
     if fps > 0 and count > 0 and count / fps * 1000 > limits.max_clip_ms:
         raise MediaError(

@@ -1,0 +1,171 @@
+"""The whole flow on a real clip through the Flask test client: authorize, consent, challenge,
+liveness + ID-photo match on real frames, PIN, card, QR, hospital scan, suspension.
+
+Clip: ``blink/videos/repeating-Blink-Detector__video.mp4`` (a phone selfie, 23.86 fps; blinks
+at frames ~10-13, 40-43 and 82-85 per PROVENANCE.md). The frames sent are 0-99 (4.2 s). The
+citizen's ID photo is frame 205 of the same clip (eyes open, 4.3 s after the last frame sent),
+cropped around the face and downscaled to 102 x 126 like an ID-card chip photo.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from svc_helpers import Clients, app_config, bearer, make_id_number, start_enrollment
+
+from ecard.store import Store
+
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+pytest.importorskip("ecard.faces.match", reason="the ID-photo matcher has not landed yet")
+
+CLIP = ("blink", "videos", "repeating-Blink-Detector__video.mp4")
+SENT = range(0, 100)
+ID_FRAME = 205
+FPS = 23.86
+
+
+def _frames(path: Path, wanted: set[int]) -> dict[int, Any]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    out: dict[int, Any] = {}
+    i = 0
+    while len(out) < len(wanted):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i in wanted:
+            out[i] = frame
+        i += 1
+    cap.release()
+    return out
+
+
+def _jpeg(bgr: Any, quality: int = 90) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return buf.tobytes()
+
+
+def _id_photo(bgr: Any, models: Any) -> bytes:
+    """Crop the face with a passport-like margin and downscale to 102 x 126."""
+    import cv2
+
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    box = models.detect(rgb, upsample=1)[0]
+    cx, cy = (box.left + box.right) / 2, (box.top + box.bottom) / 2
+    w = box.width * 1.9
+    h = w * 126 / 102
+    x0, y0 = max(0, int(cx - w / 2)), max(0, int(cy - h * 0.45))
+    crop = bgr[y0 : int(y0 + h), x0 : int(x0 + w)]
+    small = cv2.resize(crop, (102, 126), interpolation=cv2.INTER_AREA)
+    return _jpeg(small, 92)
+
+
+@pytest.fixture(scope="module")
+def clip_media(face_models, shared_data: Path) -> dict[str, Any]:
+    # shared_data (tests/conftest.py, built on shared_path) skips where ../shared/data is absent.
+    path = shared_data.joinpath(*CLIP)
+    frames = _frames(path, {*SENT, ID_FRAME})
+    return {
+        "frames": [_jpeg(frames[i]) for i in SENT],
+        "id_photo": _id_photo(frames[ID_FRAME], face_models),
+    }
+
+
+def _register(store: Store, models: Any, photo: bytes, seq: int) -> str:
+    from ecard.citizens import add_citizen
+
+    number = make_id_number(seq)
+    add_citizen(store, id_number=number, name="Zhang Wei", photo=photo, models=models)
+    return number
+
+
+def _upload(client, enr: dict, frames: list[bytes]) -> Any:
+    eid, tok = enr["enrollment_id"], enr["enrollment_token"]
+    ch = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(tok))
+    assert ch.status_code == 200 and ch.json["blinks"] == 2
+    data = {
+        "nonce": ch.json["nonce"],
+        "frames": [(io.BytesIO(f), f"f{i}.jpg") for i, f in enumerate(frames)],
+        "fps": str(FPS),
+    }
+    return client.post(f"/api/v1/enrollments/{eid}/liveness", data=data, headers=bearer(tok))
+
+
+def test_whole_flow_on_a_real_clip(tmp_path, store: Store, face_models, clip_media) -> None:
+    from ecard.web import create_app
+
+    app = create_app(app_config(tmp_path, store, face_models))
+    client = app.test_client()
+    creds = Clients(store)
+    number = _register(store, face_models, clip_media["id_photo"], 1)
+
+    enr = start_enrollment(client, creds, number, name="Zhang Wei")
+    eid, tok = enr["enrollment_id"], enr["enrollment_token"]
+    r = client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
+    assert r.status_code == 200
+
+    r = _upload(client, enr, clip_media["frames"])
+    assert r.status_code == 200, r.json
+    assert r.json["live"] is True and r.json["match"] is True, r.json
+    assert r.json["blinks"] >= 2 and r.json["state"] == "verified" and r.json["reason"] is None
+
+    r = client.post(f"/api/v1/enrollments/{eid}/pin", json={"pin": "480613"}, headers=bearer(tok))
+    assert r.status_code == 201, r.json
+    card = r.json["card"]
+    v = client.post("/api/v1/cards/verify", json={"token": card}, headers=creds.channel)
+    assert v.json["valid"] is True and v.json["claims"]["name"] == "Zhang Wei"
+
+    qr = client.post("/api/v1/cards/qr", json={"pin": "480613"}, headers=bearer(card)).json
+    scan = client.post("/api/v1/scan", json={"qr_token": qr["qr_token"]}, headers=creds.hospital)
+    assert scan.json["valid"] is True and scan.json["name"] == "Zhang Wei"
+    # The QR picture itself also scans (once: the token was already spent above).
+    import base64
+
+    png = base64.b64decode(qr["qr_png"])
+    again = client.post(
+        "/api/v1/scan", data={"image": (io.BytesIO(png), "qr.png")}, headers=creds.hospital
+    )
+    assert again.json == {
+        "valid": False,
+        "error": "replayed",
+        "message": "This QR code was already used.",
+    }
+
+    timeline = client.get(f"/api/v1/enrollments/{eid}", headers=creds.channel).json["timeline"]
+    assert [t["step"] for t in timeline] == [
+        "authorize",
+        "consent",
+        "challenge",
+        "liveness",
+        "issue",
+    ]
+
+
+def test_another_persons_id_photo_does_not_match(
+    tmp_path, store: Store, face_models, clip_media, shared_data: Path
+) -> None:
+    from ecard.web import create_app
+
+    other = (shared_data / "blink" / "spoof_stills" / "silentface__image_T1.jpg").read_bytes()
+    app = create_app(app_config(tmp_path, store, face_models))
+    client = app.test_client()
+    creds = Clients(store)
+    number = _register(store, face_models, other, 2)
+    enr = start_enrollment(client, creds, number, name="Zhang Wei")
+    client.post(
+        f"/api/v1/enrollments/{enr['enrollment_id']}/consent",
+        json={"agree": True},
+        headers=bearer(enr["enrollment_token"]),
+    )
+    r = _upload(client, enr, clip_media["frames"])
+    assert r.status_code == 200, r.json
+    assert r.json["live"] is True and r.json["match"] is False
+    assert r.json["state"] == "consented" and r.json["attempts_left"] == 2
+    assert r.json["reason"] == "no_match"
