@@ -170,3 +170,69 @@ def test_console_script_prints_no_traceback(inst: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def issuer_site(inst: Path):
+    """A real local HTTP server publishing the instance's JWKS and a status list token."""
+    import http.server
+    import threading
+
+    from ecard.tokens.status import CardStatus, StatusList, issue_status_list_token
+
+    pages: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    keys = KeyStore.open(inst)
+
+    def publish(**marks: int) -> None:
+        sl = StatusList(16)
+        for idx, status in marks.items():
+            sl.set(int(idx[1:]), status)
+        uri = f"{base}/api/v1/status-lists/1"
+        pages["/api/v1/status-lists/1"] = issue_status_list_token(
+            keys, sl, uri=uri, issuer=base
+        ).encode()
+
+    pages["/.well-known/jwks.json"] = json.dumps(keys.jwks()).encode()
+    publish()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield base, keys, publish, CardStatus
+    server.shutdown()
+    server.server_close()
+
+
+def test_verify_against_a_jwks_url_with_status(
+    issuer_site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, keys, publish, card_status = issuer_site
+    claims = CardClaims(
+        card_id="c_1",
+        card_no="E310100000001",
+        name="王五",
+        id_number_masked="3101**********0011",
+        status_idx=1,
+        status_uri=f"{base}/api/v1/status-lists/1",
+    )
+    token = issue_card(keys, claims, issuer=base)
+    jwks_url = f"{base}/.well-known/jwks.json"
+    code, (result,), err = run(capsys, "verify", token, "--jwks", jwks_url, "--issuer", base)
+    assert code == 0 and err == [] and result["status"] == "valid"
+    publish(i1=card_status.SUSPENDED)
+    code, (result,), err = run(capsys, "verify", token, "--jwks", jwks_url, "--issuer", base)
+    assert code == 2 and result["status"] == "suspended" and result["valid"] is False
+    assert err == ["ecard: card_suspended: the card is suspended."]
+    code, _, err = run(capsys, "verify", token, "--jwks", base + "/missing.json", "--issuer", base)
+    assert code == 1 and len(err) == 1 and err[0].startswith("ecard: fetch_failed:")
