@@ -6,7 +6,8 @@ tab's ``sessionStorage`` and the card token lives in the phone's ``localStorage`
 JSON API with ``Authorization: Bearer``. The desk logs in with the hospital's client credentials
 once; its session cookie (HttpOnly, SameSite=Strict, Secure over HTTPS) holds only the hospital's
 client id, a fingerprint of its current secret (rotating the secret ends every desk session), the
-CSRF token and the card id of the last scan (for the PIN confirmation). Never a PIN or a token.
+CSRF token and the card number of the last valid scan (for the PIN confirmation). Never a PIN
+or a token.
 
 Every page answers with a Content-Security-Policy without ``'unsafe-inline'``: scripts and
 styles come from ``/static`` only, framing is refused.

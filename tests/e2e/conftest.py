@@ -91,7 +91,13 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(tmp_path: Path, face_models: Any) -> Iterator[LiveServer]:
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class QuietHandler(WSGIRequestHandler):
+        """No access log: request lines would carry the one-time enrollment token."""
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            return None
 
     from ecard.channels import add_channel
     from ecard.web import create_app
@@ -105,7 +111,7 @@ def live_server(tmp_path: Path, face_models: Any) -> Iterator[LiveServer]:
             "FACE_MODELS": face_models,
         }
     )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     url = f"http://127.0.0.1:{server.server_port}"
     store = app.extensions["ecard"].store
     city = add_channel(store, "Test city app", "enroll")

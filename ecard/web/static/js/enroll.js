@@ -64,7 +64,11 @@
         typeof agreement === "string" ? agreement : (agreement.text || agreement[ECard.lang()] || "");
       var state = info.state;
       if (state === "verified") { showPin(); return; }
-      if (state === "issued") { fatal(t("enroll.done_elsewhere")); return; }
+      if (state === "issued") {
+        if (ECard.cardStore.get()) { location.replace("/card"); return; }
+        fatal(t("enroll.done_elsewhere"));
+        return;
+      }
       if (state === "expired") { fatal(reasonText("enrollment_expired")); return; }
       if (state === "locked" || state === "failed") { fatal(reasonText("enrollment_locked")); return; }
       ECard.showScreen("s-info");
@@ -338,7 +342,7 @@
         text.textContent = cues.length ? t("enroll.keep_looking") : blinkText(ch.blinks || 1);
       }
       var secsLeft = Math.max(0, Math.ceil((duration - el) / 1000));
-      countdown.textContent = next !== undefined
+      countdown.textContent = next !== undefined && !now
         ? t("enroll.next_blink_in", { s: Math.max(1, Math.ceil((next - el) / 1000)) })
         : t("enroll.recording", { s: secsLeft });
       if (el >= duration) {

@@ -57,9 +57,22 @@
     return res.message || t("desk.error.token_invalid");
   }
 
+  /** Show the answer to the last scan (again after a language switch). */
+  var last = null;
+  function present(r) {
+    if (r.ok && r.body.valid) show("ok", t("desk.valid"), r.body);
+    else if (r.status === 401 || r.status === 403) show("bad", errorText(r.body), {});
+    else show("bad", errorText(r.body), r.body);
+  }
+  ECard.onLanguage(function () { if (last) present(last); });
+
   /** Send a scan (qr_token text or a picture) to the desk route; resolves to the answer. */
+  var pending = null;
   function scan(opts) {
-    if (busy) return Promise.resolve(null);
+    if (busy) {
+      if (!opts.quiet) pending = opts;  // a scanner code never gets lost: it runs next
+      return Promise.resolve(null);
+    }
     busy = true;
     if (!opts.quiet) { confirmForm.hidden = true; show("", t("desk.checking")); }
     return ECard.api("POST", "/hospital/scan", { csrf: csrf, json: opts.json, form: opts.form })
@@ -68,17 +81,16 @@
         var body = res.body || {};
         if (opts.quiet && body.error === "qr_not_found") return body;
         confirmForm.hidden = true;
+        last = { status: res.status, ok: res.ok, body: body };
+        present(last);
         if (res.ok && body.valid) {
-          show("ok", t("desk.valid"), body);
           confirmMsg.textContent = "";
           confirmMsg.className = "msg";
           confirmForm.hidden = false;
-        } else if (res.status === 401 || res.status === 403) {
-          show("bad", errorText(body), {});
-          if (body.error === "desk_session") setTimeout(function () { location.reload(); }, 2500);
-        } else {
-          show("bad", errorText(body), body);
+        } else if (body.error === "desk_session") {
+          setTimeout(function () { location.reload(); }, 2500);
         }
+        if (pending) { var next = pending; pending = null; scan(next); }
         return body;
       });
   }
