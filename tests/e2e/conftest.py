@@ -102,30 +102,42 @@ def live_server(tmp_path: Path, face_models: Any) -> Iterator[LiveServer]:
     from ecard.channels import add_channel
     from ecard.web import create_app
 
-    app = create_app(
-        {
-            "ECARD_INSTANCE": str(tmp_path / "instance"),
-            "ECARD_LIVENESS_CHALLENGE": str(CHALLENGE_BLINKS),
-            # The flow makes a dozen PIN calls within a minute from one address.
-            "ECARD_RATELIMIT_ENABLED": "0",
-            "FACE_MODELS": face_models,
-        }
+    # Bind first, so that the app knows its own URL: it is the issuer (``iss``, status list
+    # URIs), as ECARD_PUBLIC_URL makes it in a deployment.
+    holder: list[Any] = []
+    server = make_server(
+        "127.0.0.1",
+        0,
+        lambda environ, start: holder[0](environ, start),
+        threaded=True,
+        request_handler=QuietHandler,
     )
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     url = f"http://127.0.0.1:{server.server_port}"
-    store = app.extensions["ecard"].store
-    city = add_channel(store, "Test city app", "enroll")
-    desk = add_channel(store, "Test hospital", "scan")
     thread = threading.Thread(target=server.serve_forever, name="e2e-server", daemon=True)
-    thread.start()
     try:
+        app = create_app(
+            {
+                "ECARD_INSTANCE": str(tmp_path / "instance"),
+                "ECARD_PUBLIC_URL": url,
+                "ECARD_LIVENESS_CHALLENGE": str(CHALLENGE_BLINKS),
+                # The flow makes a dozen PIN calls within a minute from one address.
+                "ECARD_RATELIMIT_ENABLED": "0",
+                "FACE_MODELS": face_models,
+            }
+        )
+        holder.append(app)
+        store = app.extensions["ecard"].store
+        city = add_channel(store, "Test city app", "enroll")
+        desk = add_channel(store, "Test hospital", "scan")
+        thread.start()
         yield LiveServer(
             url, app, (city.client_id, city.client_secret), (desk.client_id, desk.client_secret)
         )
     finally:
-        server.shutdown()
+        if thread.is_alive():
+            server.shutdown()
+            thread.join(timeout=10)
         server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -50,6 +50,20 @@ class Steps:
         return path
 
 
+def _run_offline_example(page: Any, url: str, card_token: str) -> str:
+    """Run the ten lines shown on ``/`` (as an integrator would paste them) on ``card_token``."""
+    import contextlib
+    import io
+
+    page.goto(url + "/")
+    code = page.inner_text("#offline-example")
+    assert len(code.strip().splitlines()) <= 12
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "offline_example", "exec"), {"card_token": card_token})
+    return out.getvalue()
+
+
 def _launch(pw: Any, y4m: Path) -> Any:
     return pw.chromium.launch(
         executable_path="/usr/bin/chromium", args=chromium_args(y4m), timeout=60_000
@@ -172,12 +186,16 @@ def test_enroll_scan_replay_suspend(
         steps.shot(phone, "card")
         qr1 = tmp_path / "qr1.png"
         phone.locator("#qr-img").screenshot(path=str(qr1))
+        card_token = phone.evaluate("localStorage.getItem('ecard.card')")
 
         # --- the hospital desk ----------------------------------------------------------------
         desk_ctx = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
         desk = desk_ctx.new_page()
         desk.set_default_timeout(30_000)
         desk_csp_errors = _csp_violations(desk)
+        integrator = desk_ctx.new_page()
+        printed = _run_offline_example(integrator, url, card_token)
+        assert f"{NAME} {card_no} valid accept" in printed, printed
         desk.goto(url + "/hospital")
         desk.fill("#client_id", live_server.desk_client[0])
         desk.fill("#client_secret", "wrong secret")
@@ -247,6 +265,11 @@ def test_enroll_scan_replay_suspend(
         assert "SUSPENDED" in desk.inner_text("#patient-state")
         assert desk.inner_text("#patient-name") == NAME
         steps.shot(desk, "desk-suspended")
+
+        # --- the integrators' ten lines verify the card offline, and see the report of loss ---
+        printed = _run_offline_example(integrator, url, card_token)
+        assert NAME in printed and card_no in printed and "refuse" in printed, printed
+        assert "suspended" in printed.lower(), printed
 
         # --- the same card page in Chinese ----------------------------------------------------
         phone.click("#lang-switch")
