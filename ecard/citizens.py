@@ -86,10 +86,10 @@ def add_citizen(
     store: Store, *, id_number: str, name: str, photo: bytes, models: FaceModels
 ) -> CitizenRecord:
     """Register a citizen; computes the ID-photo template first (one face, EXIF applied)."""
-    from ecard.faces.match import template_from_photo
-
     number = validate_id_number(id_number)
     clean_name = validate_name(name)
+    from ecard.faces.match import template_from_photo
+
     template = template_from_photo(photo, models=models)
     try:
         with store.write() as s:

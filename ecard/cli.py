@@ -59,7 +59,8 @@ def _cmd_blinks(args: argparse.Namespace) -> int:
     from ecard.liveness import detect_blinks, parse_series
 
     try:
-        text = open(args.series, encoding="utf-8").read()  # noqa: SIM115 - closed by GC at exit
+        with open(args.series, encoding="utf-8") as fh:
+            text = fh.read()
     except UnicodeDecodeError:
         raise SeriesError("The EAR series is not a text file.") from None
     events = detect_blinks(parse_series(text), fps=args.fps)
@@ -265,9 +266,11 @@ def _service_store() -> Any:
 def _cmd_citizens_add(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ecard.citizens import add_citizen, mask_id_number
+    from ecard.citizens import add_citizen, mask_id_number, validate_id_number, validate_name
     from ecard.faces.models import shared_models
 
+    validate_id_number(args.id_number)
+    validate_name(args.name)
     photo = Path(args.photo).read_bytes()
     store = _service_store()
     try:
