@@ -162,6 +162,7 @@ def main() -> None:
             **os.environ,
             "ECARD_INSTANCE": str(instance),
             "ECARD_RATELIMIT_IP": "10000000 per minute",
+            "ECARD_RATELIMIT_ENABLED": os.environ.get("ECARD_RATELIMIT_ENABLED", "1"),
             "ECARD_RATELIMIT_CHANNEL": "10000000 per minute",
             "ECARD_LOG_LEVEL": "warning",
         }

@@ -339,3 +339,40 @@ def test_right_pin_confirms_and_resets_the_count(client, store: Store, creds) ->
         headers=creds.hospital,
     )
     assert r.json["message"].endswith("5 tries left.")
+
+
+def test_audit_log_and_database_hold_no_secrets(client, store: Store, creds) -> None:
+    card = issue_card(client, store, creds, pin="480613")
+    qr = client.post("/api/v1/cards/qr", json={"pin": "480613"}, headers=bearer(card["card"]))
+    client.post("/api/v1/scan", json={"qr_token": qr.json["qr_token"]}, headers=creds.hospital)
+    client.post("/api/v1/cards/qr", json={"pin": "999000"}, headers=bearer(card["card"]))
+    with store.read() as s:
+        rows = s.scalars(select(AuditEvent)).all()
+        cards = s.scalars(select(Card)).all()
+        enrollments = s.scalars(select(Enrollment)).all()
+    text = repr(
+        [(r.actor, r.action, r.outcome, r.detail, r.enrollment_id, r.card_id) for r in rows]
+        + [(c.pin_hash, c.jti) for c in cards]
+        + [(e.token_hash, e.nonce_hash) for e in enrollments]
+    )
+    assert {r.action for r in rows} >= {"authorize", "consent", "challenge", "liveness", "issue"}
+    for secret in ("480613", "999000", card["enrollment_token"], card["card"], qr.json["qr_token"]):
+        assert secret not in text
+    assert all(r.actor.split(":")[0] in {"channel", "citizen", "hospital", "system"} for r in rows)
+
+
+def test_app_opens_its_own_database_from_the_url(tmp_path, db_url: str, unloaded_models) -> None:
+    from ecard.web import create_app
+
+    app = create_app(
+        {
+            "ECARD_INSTANCE": str(tmp_path / "inst"),
+            "ECARD_DATABASE_URL": db_url,
+            "FACE_MODELS": unloaded_models,
+        }
+    )
+    checks = app.test_client().get("/readyz").json["checks"]
+    assert checks["database"] is True and checks["keys"] is True
+    svc = app.extensions["ecard"]
+    assert svc.store.dialect == ("sqlite" if db_url.startswith("sqlite") else "postgresql")
+    svc.store.close()
