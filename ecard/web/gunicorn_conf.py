@@ -21,8 +21,9 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("ECARD_LOG_LEVEL", "info")
-#: Bodies above this are refused before they reach Flask (the app checks again, per route).
 limit_request_line = 8190
+#: gunicorn's control socket (a fixed path in $HOME) would clash between two servers.
+control_socket_disable = True
 
 
 def post_fork(server: Any, worker: Any) -> None:
