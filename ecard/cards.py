@@ -342,6 +342,14 @@ class Enrollments:
             )
 
     def _expire_if_due(self, enrollment_id: str, now: datetime) -> None:
+        with self.store.read() as s:
+            row = s.execute(
+                select(Enrollment.state, Enrollment.expires_at).where(
+                    Enrollment.id == enrollment_id
+                )
+            ).first()
+        if row is None or row.state in TERMINAL or row.expires_at > now:
+            return  # the common case: no write transaction needed
         with self.store.write() as s:
             res = s.execute(
                 update(Enrollment)
