@@ -106,6 +106,7 @@ SCHEMAS: dict[str, Any] = {
         ["enrollment_id", "state", "citizen", "agreement", "attempts_left", "timeline"],
     ),
     "Consent": _obj({"agree": B, "agreement_version": S}, ["agree"]),
+    "Consented": _obj({"state": S, "agreement_version": S}, ["state", "agreement_version"]),
     "Challenge": _obj(
         {
             "nonce": S,
@@ -183,6 +184,18 @@ SCHEMAS: dict[str, Any] = {
         ["card_no", "status"],
     ),
     "CardStatus": _obj({"card_no": S, "status": S}, ["card_no", "status"]),
+    "LoginResult": _obj(
+        {
+            "card": S,
+            "card_no": S,
+            "status": S,
+            "name": S,
+            "id_number_masked": S,
+            "issued_at": DT,
+            "expires_at": DT,
+        },
+        ["card", "card_no", "status"],
+    ),
 }
 
 
@@ -248,7 +261,7 @@ def build_document() -> dict[str, Any]:
             "parameters": [EID],
             "post": _op(
                 "Accept the agreement (its version and the time are recorded)",
-                (200, "CardStatus"),
+                (200, "Consented"),
                 enroll_errs,
                 body="Consent",
                 security=BEARER_ENROLL,
@@ -320,7 +333,7 @@ def build_document() -> dict[str, Any]:
         "/api/v1/cards/login": {
             "post": _op(
                 "Get the e-card back with card number + PIN",
-                (200, "CardSummary"),
+                (200, "LoginResult"),
                 (*JSON_ERRS, 403, 404, 409, 422, 423),
                 body="Login",
                 tag="cards",

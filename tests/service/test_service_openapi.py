@@ -101,3 +101,64 @@ def test_schemathesis_finds_no_server_error(
         case.call_and_validate(checks=CHECKS)
 
     check()
+
+
+def _validator(doc: dict, path: str, method: str, status: int):
+    from jsonschema_rs import Draft202012Validator  # schemathesis' own validator
+
+    op = doc["paths"][path][method.lower()]
+    resp = op["responses"][str(status)]
+    schema = resp["content"]["application/json"]["schema"]
+    return Draft202012Validator({**schema, "components": doc["components"]})
+
+
+def test_real_answers_match_the_documented_schemas(client, store: Store, creds) -> None:
+    """Success and error answers of a whole card life, each validated against the document."""
+    from svc_helpers import bearer, issue_card, start_enrollment
+
+    doc = client.get("/openapi.json").json
+    seen: list[tuple[str, str, int]] = []
+
+    def check(r, path: str, method: str) -> None:
+        documented = doc["paths"][path][method.lower()]["responses"]
+        assert str(r.status_code) in documented, (path, method, r.status_code, r.json)
+        _validator(doc, path, method, r.status_code).validate(r.json)
+        seen.append((path, method, r.status_code))
+
+    number = insert_citizen(store, seq=5)
+    enr = start_enrollment(client, creds, number)
+    eid, tok = enr["enrollment_id"], enr["enrollment_token"]
+    e = "/api/v1/enrollments/{enrollment_id}"
+    check(client.get(f"/api/v1/enrollments/{eid}", headers=bearer(tok)), e, "GET")
+    r = client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
+    check(r, e + "/consent", "POST")
+    r = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(tok))
+    check(r, e + "/challenge", "POST")
+    r = client.post(f"/api/v1/enrollments/{eid}/pin", json={"pin": "480613"}, headers=bearer(tok))
+    check(r, e + "/pin", "POST")  # 409: not verified yet
+
+    card = issue_card(client, store, creds, seq=6)
+    tok_card = card["card"]
+    r = client.post("/api/v1/cards/verify", json={"token": tok_card}, headers=creds.channel)
+    check(r, "/api/v1/cards/verify", "POST")
+    r = client.post("/api/v1/cards/qr", json={"pin": "480613"}, headers=bearer(tok_card))
+    check(r, "/api/v1/cards/qr", "POST")
+    qr = r.json["qr_token"]
+    for _ in range(2):
+        r = client.post("/api/v1/scan", json={"qr_token": qr}, headers=creds.hospital)
+        check(r, "/api/v1/scan", "POST")
+    r = client.post(
+        "/api/v1/scan/confirm",
+        json={"card_no": card["card_no"], "pin": "480613"},
+        headers=creds.hospital,
+    )
+    check(r, "/api/v1/scan/confirm", "POST")
+    r = client.post("/api/v1/cards/login", json={"card_no": card["card_no"], "pin": "480613"})
+    check(r, "/api/v1/cards/login", "POST")
+    check(client.get("/api/v1/cards/me", headers=bearer(tok_card)), "/api/v1/cards/me", "GET")
+    r = client.post("/api/v1/cards/suspend", json={"pin": "480613"}, headers=bearer(tok_card))
+    check(r, "/api/v1/cards/suspend", "POST")
+    r = client.post("/api/v1/cards/qr", json={"pin": "480613"}, headers=bearer(tok_card))
+    check(r, "/api/v1/cards/qr", "POST")  # 409: suspended
+    check(client.get("/.well-known/jwks.json"), "/.well-known/jwks.json", "GET")
+    assert {s for _, _, s in seen} >= {200, 201, 409}
