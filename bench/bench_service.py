@@ -7,7 +7,8 @@ the memory of each worker with the face models loaded (RSS, and PSS which splits
 workers share with the preloading master).
 
 Run: ``.venv/bin/python -m bench.bench_service`` (needs ``wrk``: ``apt-get install -y wrk``).
-Environment: ``BENCH_SECONDS`` (default 10), ``BENCH_CONNECTIONS`` (default 32),
+Environment: ``BENCH_SECONDS`` per round (default 5), ``BENCH_ROUNDS`` (default 3; the median
+round is reported), ``BENCH_CONNECTIONS`` (default 32),
 ``ECARD_WORKERS`` / ``ECARD_THREADS`` (gunicorn, default 2 x 4).
 """
 
@@ -136,6 +137,11 @@ def _wrk(url: str, seconds: int, conns: int, script: Path | None) -> dict[str, f
     }
 
 
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median throughput (its own latencies, not mixed with other runs)."""
+    return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+
+
 def _memory(master_pid: int) -> list[dict[str, float]]:
     out = []
     children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
@@ -152,7 +158,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         print("bench_service: wrk is not installed (apt-get install -y wrk); skipped")
         return
-    seconds = int(os.environ.get("BENCH_SECONDS", "10"))
+    seconds = int(os.environ.get("BENCH_SECONDS", "5"))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     conns = int(os.environ.get("BENCH_CONNECTIONS", "32"))
     with tempfile.TemporaryDirectory(prefix="ecard-bench-") as tmp:
         instance = Path(tmp) / "instance"
@@ -199,15 +206,24 @@ def main() -> None:
             with urllib.request.urlopen(req) as r:
                 assert json.load(r)["valid"] is True
             _wrk(base + "/healthz", 2, conns, None)  # warm-up
-            trivial = _wrk(base + "/healthz", seconds, conns, None)
-            verify = _wrk(base + "/api/v1/cards/verify", seconds, conns, script)
+            # Alternate the two endpoints and keep the median round: the machine is shared.
+            trivials, verifies = [], []
+            for _ in range(rounds):
+                trivials.append(_wrk(base + "/healthz", seconds, conns, None))
+                verifies.append(_wrk(base + "/api/v1/cards/verify", seconds, conns, script))
+            trivial, verify = _median(trivials), _median(verifies)
             memory = _memory(server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)
     workers = os.environ.get("ECARD_WORKERS", "2")
     threads = os.environ.get("ECARD_THREADS", "4")
-    print(f"gunicorn gthread {workers} workers x {threads} threads; wrk -t2 -c{conns} {seconds}s")
+    kind = os.environ.get("ECARD_WORKER_CLASS", "gthread")
+    load = os.getloadavg()[0]
+    print(
+        f"gunicorn {kind} {workers} workers x {threads} threads; wrk -t2 -c{conns}, "
+        f"median of {rounds} alternating {seconds} s rounds; load average {load:.1f}"
+    )
     for name, r in (("GET /healthz (trivial)", trivial), ("POST /api/v1/cards/verify", verify)):
         print(
             f"  {name:28s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
