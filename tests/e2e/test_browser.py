@@ -79,7 +79,9 @@ def _csp_violations(page: Any) -> list[str]:
     return found
 
 
-def _enroll_until_result(page: Any, server: LiveServer, steps: Steps, id_number: str) -> None:
+def _enroll_until_result(
+    page: Any, server: LiveServer, steps: Steps, id_number: str, *, live: bool
+) -> None:
     """Open the link, check the details, consent, record and wait for the result screen."""
     started = server.start_enrollment(id_number, NAME)
     uploads: list[str] = []
@@ -112,7 +114,11 @@ def _enroll_until_result(page: Any, server: LiveServer, steps: Steps, id_number:
 
     page.wait_for_selector("#s-camera:not([hidden])")
     page.wait_for_selector("#start:enabled", timeout=30_000)
-    page.wait_for_function("document.getElementById('feedback').textContent.length > 0")
+    if live:  # the framing cue (server face check: headless Chromium has no FaceDetector)
+        page.wait_for_selector("#oval.good", timeout=30_000)
+        assert page.inner_text("#feedback") == "Good. Hold the phone still."
+    else:
+        page.wait_for_function("document.getElementById('feedback').textContent.length > 0")
     assert not any(u.endswith("/liveness") for u in uploads)
     steps.shot(page, "camera")
 
@@ -157,7 +163,7 @@ def test_enroll_scan_replay_suspend(
         csp_errors = _csp_violations(phone)
 
         # --- the citizen enrolls ------------------------------------------------------------
-        _enroll_until_result(phone, live_server, steps, id_number)
+        _enroll_until_result(phone, live_server, steps, id_number, live=True)
         heading = phone.inner_text("#h-result")
         assert heading == "It is you", f"{heading}: {phone.inner_text('#result-text')}"
         # Works at 360 px without zooming: nothing is wider than the screen.
@@ -306,7 +312,7 @@ def test_spoof_clip_is_refused_with_a_reason(
         )
         page = ctx.new_page()
         page.set_default_timeout(30_000)
-        _enroll_until_result(page, live_server, steps, id_number)
+        _enroll_until_result(page, live_server, steps, id_number, live=False)
         assert page.inner_text("#h-result") == "We could not confirm it is you"
         reason = page.get_attribute("#result-text", "data-reason")
         text = page.inner_text("#result-text")

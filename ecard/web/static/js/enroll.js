@@ -398,6 +398,7 @@
       var body = {};
       try { body = JSON.parse(xhr.responseText || "{}"); } catch (e) { body = {}; }
       if (xhr.status >= 200 && xhr.status < 300) showResult(body);
+      else if (xhr.status >= 500 || xhr.status === 0) showFailure("unavailable", t("common.unavailable"), body);
       else showFailure(body.error, body.message, body);
     };
     xhr.send(form);
