@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from ecard.errors import MultipleFacesError, NoFaceError
 from ecard.faces.models import Box, FaceModels
-from ecard.liveness.blinks import BlinkEvent, detect_blinks, face_ear, face_openness
+from ecard.liveness.blinks import BlinkEvent, detect_blinks, eye_openness, face_ear
 from ecard.liveness.challenge import Challenge, challenge_met
 from ecard.liveness.media import TimedFrame, iter_jpegs, iter_video
 from ecard.liveness.policy import BlinkPolicy, MediaLimits
@@ -42,6 +42,7 @@ class Track:
     times_ms: tuple[float, ...]
     ear: tuple[float | None, ...]
     openness: tuple[float | None, ...]
+    eyes: tuple[tuple[float, float] | None, ...]
     detections: int
     second_face_passes: int
     detection_passes: int
@@ -95,6 +96,7 @@ def track_frames(
     times: list[float] = []
     ears: list[float | None] = []
     opens: list[float | None] = []
+    eyes: list[tuple[float, float] | None] = []
     passes = second = 0
     buckets: dict[int, _Candidate] = {}
     for index, (bgr, t_ms) in enumerate(frames):
@@ -108,8 +110,11 @@ def track_frames(
         if obs.landmarks is None or obs.box is None:
             ears.append(None)
             opens.append(None)
+            eyes.append(None)
             continue
-        openness = face_openness(obs.landmarks)
+        left, right = eye_openness(obs.landmarks)
+        openness = (left + right) / 2.0
+        eyes.append((left, right))
         ears.append(face_ear(obs.landmarks))
         opens.append(openness)
         quality = _frame_quality(gray, obs.landmarks, openness)
@@ -121,6 +126,7 @@ def track_frames(
         times_ms=tuple(times),
         ear=tuple(ears),
         openness=tuple(opens),
+        eyes=tuple(eyes),
         detections=tracker.detections,
         second_face_passes=second,
         detection_passes=passes,

@@ -87,9 +87,16 @@ def face_openness(landmarks: Floats) -> float:
     the head pitches down or a printed photo is bent (both shrink together), and it falls
     *more* than EAR in a real blink, because the upper lid moves away from the brow.
     """
-    left = _eye_openness(landmarks[36:42], landmarks[18:21])
-    right = _eye_openness(landmarks[42:48], landmarks[23:26])
+    left, right = eye_openness(landmarks)
     return (left + right) / 2.0
+
+
+def eye_openness(landmarks: Floats) -> tuple[float, float]:
+    """:func:`face_openness` of each eye (the image's left eye first)."""
+    return (
+        _eye_openness(landmarks[36:42], landmarks[18:21]),
+        _eye_openness(landmarks[42:48], landmarks[23:26]),
+    )
 
 
 def parse_series(text: str) -> list[float | None]:

@@ -8,6 +8,7 @@ Every failure is a typed :class:`~ecard.errors.MediaError`; OpenCV never reaches
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -43,10 +44,8 @@ def quiet_cv2() -> Any:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     import cv2
 
-    try:
+    with contextlib.suppress(AttributeError):  # builds without the logging module
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    except AttributeError:  # pragma: no cover - builds without the logging module
-        pass
     return cv2
 
 

@@ -59,7 +59,7 @@ class BlinkPolicy:
     #: ... and is seen in at least this fraction of the detection passes
     second_face_min_share: float = 0.2
     #: the face must be found in at least this fraction of the frames
-    min_face_share: float = 0.5
+    min_face_share: float = 0.6
 
 
 @dataclass(frozen=True)

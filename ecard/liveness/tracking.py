@@ -20,6 +20,9 @@ Points = npt.NDArray[np.float64]
 
 #: width of the image the detector sees (faces down to ~80 px at 640 px wide are found)
 DETECT_WIDTH = 320
+#: on periodic checks the image is scaled so the tracked face is about this high (px): HOG then
+#: also finds a second face of half that height (its floor is ~80 px)
+CHECK_FACE = 170
 #: below this width the detector upsamples (tiny clips such as 96 x 128 face crops)
 SMALL_WIDTH = 400
 #: landmark indices that barely move with expression: eye corners, nose, jaw ends
@@ -78,15 +81,20 @@ class FaceTracker:
         self.change_scores: list[float] = []
         self.detections = 0
 
-    def _detect(self, gray: Image) -> list[Box]:
+    def _detect(self, gray: Image, check: bool = False) -> list[Box]:
         import cv2
 
         h, w = gray.shape[:2]
         self.detections += 1
-        if w > DETECT_WIDTH * 1.25:
-            scale = DETECT_WIDTH / w
+        width = DETECT_WIDTH
+        if check and self._points is not None:
+            # keep the tracked face ~CHECK_FACE px high so a second face half its size is found
+            face_h = float(np.ptp(self._points[:, 1])) * 1.3
+            width = max(DETECT_WIDTH, round(w * min(1.0, CHECK_FACE / max(face_h, 1.0))))
+        if w > width * 1.25:
+            scale = width / w
             small = np.asarray(
-                cv2.resize(gray, (DETECT_WIDTH, round(h * scale)), interpolation=cv2.INTER_AREA),
+                cv2.resize(gray, (width, round(h * scale)), interpolation=cv2.INTER_AREA),
                 dtype=np.uint8,
             )
             boxes = self._models.detect(small, 0)
@@ -157,8 +165,18 @@ class FaceTracker:
 
     def observe(self, gray: Image, t_ms: float) -> Observation:
         """Landmarks of the tracked face in ``gray`` (or None), detecting when needed."""
-        due = t_ms - self._last_detect_t >= self._redetect_ms
-        box = None if due else self._predicted_box(gray.shape)
+        faces: int | None = None
+        if self._points is not None and t_ms - self._last_detect_t >= self._redetect_ms:
+            # periodic check: count the faces in view and make sure ours is still there; the
+            # track keeps its own landmarks (re-anchoring each second would make them jump)
+            self._last_detect_t = t_ms
+            boxes = self._detect(gray, check=True)
+            mine = self._near(boxes)
+            if mine is None:
+                self._points = None  # lost: acquire again below
+            else:
+                faces = sum(b.height >= self._second * mine.height for b in boxes)
+        box = self._predicted_box(gray.shape)
         thumb = None if box is None else _thumbnail(gray, box)
         if box is not None and self._changed(thumb):
             box = None  # the picture under the face box changed: the face jumped, detect again
@@ -174,13 +192,13 @@ class FaceTracker:
             if moved <= 0.25 and self._plausible(points):
                 self._points = points
                 self._thumb = thumb
-                return Observation(points, box, detected=False, faces=None)
+                return Observation(points, box, detected=faces is not None, faces=faces)
         boxes = self._detect(gray)
         self._last_detect_t = t_ms
         if not boxes:
             self._points = None
             return Observation(None, None, detected=True, faces=0)
-        main = self._pick(boxes)
+        main = self._near(boxes) or boxes[0]
         points = self._models.landmarks(gray, main)
         self._anchor(main, points)
         self._points = points
@@ -188,14 +206,14 @@ class FaceTracker:
         big = [b for b in boxes if b.height >= self._second * main.height]
         return Observation(points, main, detected=True, faces=len(big))
 
-    def _pick(self, boxes: list[Box]) -> Box:
-        """The tracked face if it is still there, else the largest."""
-        if self._points is None:
-            return boxes[0]
+    def _near(self, boxes: list[Box]) -> Box | None:
+        """The detected box of the tracked face, if it is among ``boxes``."""
+        if self._points is None or not boxes:
+            return None
         cx, cy = self._points[_STABLE].mean(axis=0)
 
         def distance(b: Box) -> float:
             return float(np.hypot((b.left + b.right) / 2 - cx, (b.top + b.bottom) / 2 - cy))
 
         near = min(boxes, key=distance)
-        return near if distance(near) < near.width else boxes[0]
+        return near if distance(near) < near.width else None
