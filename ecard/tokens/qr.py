@@ -253,13 +253,15 @@ def render_svg(token_or_text: str, *, scale: int = 4, border: int = 4) -> str:
 MAX_IMAGE_BYTES = 15 * 1024 * 1024
 
 
-def decode_qr_image(data: bytes) -> str:
+def decode_qr_image(data: bytes, *, time_budget: float = 3.0) -> str:
     """The text of the QR code in a picture (a photo of a phone screen is fine).
 
     OpenCV's ``QRCodeDetector`` and ``QRCodeDetectorAruco`` are tried on the grey image, then on
     a few preprocessed versions (binarised locally and globally, sharpened, inverted for
-    dark-mode screens, enlarged, contrast-equalised, halved) until one decodes; the picture is
-    first brought to at most 1600 px. Raises ``unreadable_media`` / ``qr_not_found``.
+    dark-mode screens, contrast-equalised, halved) until one decodes; a code that was located
+    but not read is cropped and enlarged (small modules). The picture is first brought to at
+    most 1600 px. No new attempt starts after ``time_budget`` seconds (a noisy picture can
+    make one attempt take a second or more). Raises ``unreadable_media`` / ``qr_not_found``.
     """
     import cv2
     import numpy as np
@@ -282,36 +284,73 @@ def decode_qr_image(data: bytes) -> str:
     elif side < 500:  # thumbnails and screenshots of small codes
         image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
 
-    def variants(base: Any) -> Any:
-        yield detector, base
-        yield aruco, base
+    def threshold_variants(base: Any) -> Any:
         # local threshold: evens out glare and the screen's own gradient
-        yield (
-            detector,
-            cv2.adaptiveThreshold(
-                base, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY, 51, 5
-            ),
+        yield cv2.adaptiveThreshold(
+            base, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY, 51, 5
         )
         _, otsu = cv2.threshold(
             cv2.GaussianBlur(base, (5, 5), 0), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU
         )
-        yield detector, otsu
+        yield otsu
         blur = cv2.GaussianBlur(base, (0, 0), 2.0)
-        yield detector, cv2.addWeighted(base, 1.8, blur, -0.8, 0)  # unsharp mask vs defocus
+        yield cv2.addWeighted(base, 1.8, blur, -0.8, 0)  # unsharp mask against defocus
+
+    def crop_variants(points: Any) -> Any:
+        """Located but not read, usually small modules: enlarge just the code to ~1000 px."""
+        pts = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+        (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+        size = max(x1 - x0, y1 - y0)
+        if size < 20:
+            return
+        m = 0.2 * size
+        ih, iw = image.shape[:2]
+        top, bottom = int(max(0, y0 - m)), int(min(ih, y1 + m))
+        left, right = int(max(0, x0 - m)), int(min(iw, x1 + m))
+        crop = image[top:bottom, left:right]
+        f = 1000 / max(crop.shape[:2])
+        up = cv2.resize(crop, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
+        smooth = cv2.GaussianBlur(up, (0, 0), 1.0)
+        adaptive = cv2.adaptiveThreshold(
+            smooth, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY, 41, 2
+        )
+        for candidate in (up, adaptive, 255 - up, 255 - adaptive):
+            yield aruco, candidate
+            yield detector, candidate
+
+    found: list[Any] = []  # corner points of a code located but not read
 
     def attempts() -> Any:
-        yield from variants(image)
-        yield from variants(255 - image)  # light modules on a dark screen (dark mode)
-        if max(image.shape[:2]) <= 1600:  # small modules: give the detector more pixels
-            yield detector, cv2.resize(image, None, fx=1.5, fy=1.5, interpolation=cv2.INTER_CUBIC)
+        cropped = False
+        inverted = 255 - image  # light modules on a dark screen (dark mode)
+        for det, candidate in (
+            (aruco, image),  # the cheapest attempt (~0.1 s) and often enough
+            (detector, image),
+            (aruco, inverted),
+            (detector, inverted),
+        ):
+            yield det, candidate
+            if found and not cropped:
+                cropped = True
+                yield from crop_variants(found[0])
+        for candidate in (*threshold_variants(image), *threshold_variants(inverted)):
+            yield detector, candidate
+            if found and not cropped:
+                cropped = True
+                yield from crop_variants(found[0])
         yield detector, cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(image)
         yield detector, cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
 
+    deadline = time.monotonic() + time_budget
     for det, candidate in attempts():
+        if time.monotonic() > deadline:
+            break
         try:
-            text, _points, _ = det.detectAndDecode(candidate)
+            text, points, _ = det.detectAndDecode(candidate)
         except cv2.error:
             continue
         if text:
             return str(text)
+        if points is not None and not found and candidate.shape == image.shape:
+            found.append(points)
     raise QrNotFoundError()
