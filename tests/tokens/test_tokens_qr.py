@@ -142,7 +142,9 @@ def test_render_png_and_svg(keystore: KeyStore) -> None:
     assert decode_qr_image(png) == qr.text
 
 
-def _phone_photo_of_screen(png: bytes, *, dark_mode: bool = False, seed: int = 7) -> bytes:
+def _phone_photo_of_screen(
+    png: bytes, *, dark_mode: bool = False, seed: int = 7, code_px: int = 440, blur: float = 1.6
+) -> bytes:
     """Put the code on a lit phone screen in a dim room, photograph it at an angle: perspective,
     rotation, scale, screen glow, defocus blur, sensor noise, JPEG."""
     import cv2
@@ -153,8 +155,9 @@ def _phone_photo_of_screen(png: bytes, *, dark_mode: bool = False, seed: int = 7
         code = 255 - code
     # the phone screen: the code in the middle of a bright panel with a dark bezel around
     screen = np.full((900, 600), 235 if not dark_mode else 25, np.uint8)
-    code = cv2.resize(code, (440, 440), interpolation=cv2.INTER_NEAREST)
-    screen[230:670, 80:520] = code
+    code = cv2.resize(code, (code_px, code_px), interpolation=cv2.INTER_NEAREST)
+    top, left = 450 - code_px // 2, 300 - code_px // 2
+    screen[top : top + code_px, left : left + code_px] = code
     photo = np.full((1080, 1440), 40, np.uint8)
     src = np.float32([[0, 0], [600, 0], [600, 900], [0, 900]])
     dst = np.float32([[520, 170], [1010, 230], [960, 930], [470, 880]])  # tilted, rotated ~7°
@@ -166,7 +169,7 @@ def _phone_photo_of_screen(png: bytes, *, dark_mode: bool = False, seed: int = 7
     # uneven light (glare towards one corner), lower contrast, blur and noise
     yy, xx = np.mgrid[0:1080, 0:1440].astype(np.float32)
     photo = photo * 0.75 + 30 * np.exp(-((xx - 1000) ** 2 + (yy - 250) ** 2) / (2 * 300.0**2))
-    photo = cv2.GaussianBlur(photo, (0, 0), 1.6)
+    photo = cv2.GaussianBlur(photo, (0, 0), blur)
     photo += rng.normal(0, 6, photo.shape)
     photo = np.clip(photo, 0, 255).astype(np.uint8)
     bgr = cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR)
@@ -182,6 +185,14 @@ def test_decode_from_a_phone_photo_of_a_screen(keystore: KeyStore, dark_mode: bo
     text = decode_qr_image(photo)
     v = verify_qr(text, keystore, issuer=LONG_ISSUER, replay_guard=MemoryReplayGuard(), now=NOW)
     assert v.card_no == "E310100123456"
+
+
+def test_decode_a_small_code_far_from_the_camera(keystore: KeyStore) -> None:
+    """About 3.3 px per module: located, then cropped and enlarged before it can be read."""
+    qr = issue_qr(keystore, card_no="E" + "9" * 19, issuer=LONG_ISSUER, now=NOW)
+    assert qr_version(qr.text) == 11
+    photo = _phone_photo_of_screen(render_png(qr.token), code_px=280, blur=1.0)
+    assert decode_qr_image(photo) == qr.text
 
 
 def test_picture_without_a_code() -> None:
