@@ -1,0 +1,170 @@
+"""Photo loading for the face pipeline: bytes or a path in, an upright RGB uint8 array out.
+
+What this adds over ``face_recognition.load_image_file``:
+
+* EXIF orientation is applied (phone photos are stored sideways with Orientation 6 or 8; without
+  it the face is lying on its side and the HOG detector finds nothing);
+* size limits are checked from the header *before* the pixels are decoded, so a decompression
+  bomb (a 10,000 x 10,000 PNG of a few kB) is refused without allocating 300 MB;
+* large photos are decoded at a reduced scale (JPEG DCT scaling) and downscaled to
+  ``max_side`` pixels, which is all the detector and the 150 x 150 face chip need;
+* every failure is a typed :class:`~ecard.errors.MediaError` with a message for the sender.
+
+Pillow is imported inside the functions (it is light, but nothing image-related runs at import).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ecard.errors import (
+    EmptyMediaError,
+    ImageTooSmallError,
+    MediaTooLargeError,
+    UnreadableMediaError,
+)
+from ecard.faces.models import Image
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+#: Any photo source the face pipeline accepts: raw file bytes or a file path.
+PhotoSource = bytes | bytearray | memoryview | str | os.PathLike[str]
+
+#: Largest file accepted, in bytes (a 48-megapixel phone JPEG is about 15 MB).
+MAX_FILE_BYTES = 40 * 1024 * 1024
+#: Largest image accepted, in pixels (width x height) as declared by the header: 50 MP lets a
+#: 48 MP phone photo (8000 x 6000) through and refuses a 10,000 x 10,000 image before decoding.
+MAX_PIXELS = 50_000_000
+#: Smallest side accepted, in pixels: below this no face can be found (a chip photo is 102 x 126).
+MIN_SIDE = 32
+#: Default long side, in pixels, that photos are downscaled to for detection and encoding.
+#: A portrait at 1024 px still has a face of 300+ px; the encoder works on a 150 x 150 chip.
+DEFAULT_MAX_SIDE = 1024
+
+
+def read_source(source: PhotoSource, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``source`` (bytes are passed through), refusing empty and oversized files."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise MediaTooLargeError(
+                    f"{path.name} has {size} bytes; the limit is {max_bytes} bytes."
+                )
+            data = path.read_bytes()
+        except IsADirectoryError as exc:
+            raise UnreadableMediaError(f"{path} is a folder, not a photo.") from exc
+        except OSError as exc:
+            raise UnreadableMediaError(
+                f"Cannot read {path}: {exc.strerror or exc.__class__.__name__}."
+            ) from exc
+    if not data:
+        raise EmptyMediaError()
+    if len(data) > max_bytes:
+        raise MediaTooLargeError(f"The file has {len(data)} bytes; the limit is {max_bytes}.")
+    return data
+
+
+def _open_checked(data: bytes) -> PILImage:
+    """Open ``data`` with Pillow reading only the header, and check the declared dimensions."""
+    from PIL import Image as PIL
+    from PIL import UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above ~89 MP and raises above ~179 MP; both are "too large" here.
+            warnings.simplefilter("error", PIL.DecompressionBombWarning)
+            img = PIL.open(io.BytesIO(data))
+    except (PIL.DecompressionBombWarning, PIL.DecompressionBombError) as exc:
+        raise MediaTooLargeError(
+            f"The image is too large to process (over {MAX_PIXELS // 1_000_000} megapixels)."
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise UnreadableMediaError("The file is not an image Pillow can read.") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UnreadableMediaError(f"The image header cannot be read ({exc}).") from exc
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise MediaTooLargeError(
+            f"The image is {width} x {height} pixels; the limit is "
+            f"{MAX_PIXELS // 1_000_000} megapixels."
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageTooSmallError(
+            f"The image is {width} x {height} pixels; a face needs at least "
+            f"{MIN_SIDE} x {MIN_SIDE}."
+        )
+    return img
+
+
+def _to_rgb(img: PILImage) -> PILImage:
+    """RGB version of ``img``; transparent areas become white (as on a printed ID photo)."""
+    from PIL import Image as PIL
+
+    if img.mode == "RGB":
+        return img
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or (
+        img.mode == "P" and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        background = PIL.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return PIL.alpha_composite(background, rgba).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit gray: scale to 8 bits instead of clipping everything above 255 to white.
+        arr = np.asarray(img, dtype=np.float64)
+        peak = float(arr.max()) or 1.0
+        gray = np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8)
+        return PIL.fromarray(gray, mode="L").convert("RGB")
+    return img.convert("RGB")
+
+
+def load_photo(source: PhotoSource, *, max_side: int | None = DEFAULT_MAX_SIDE) -> Image:
+    """Decode a photo (JPEG, PNG, WebP, anything Pillow reads) into an upright RGB uint8 array.
+
+    ``source`` is the file's bytes or its path. EXIF orientation is applied. Images whose long
+    side exceeds ``max_side`` pixels are downscaled (aspect kept); ``None`` keeps full size.
+    Multi-frame files (GIF, TIFF) give their first frame.
+
+    Raises :class:`~ecard.errors.EmptyMediaError` (empty file),
+    :class:`~ecard.errors.UnreadableMediaError` (not an image, truncated, unreadable path),
+    :class:`~ecard.errors.MediaTooLargeError` (file over ``MAX_FILE_BYTES`` or header over
+    ``MAX_PIXELS``, checked before decoding) and :class:`~ecard.errors.ImageTooSmallError`
+    (a side under ``MIN_SIDE`` pixels).
+    """
+    from PIL import Image as PIL
+    from PIL import ImageOps
+
+    data = read_source(source)
+    img = _open_checked(data)
+    try:
+        if max_side is not None and img.format == "JPEG":
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still covers max_side:
+            # a 48 MP photo then costs a 3 MP decode. EXIF may swap the axes, so keep both >=.
+            img.draft("RGB", (max_side, max_side))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PIL.DecompressionBombWarning)
+            img.load()
+        upright = ImageOps.exif_transpose(img) or img
+        rgb = _to_rgb(upright)
+    except (PIL.DecompressionBombWarning, PIL.DecompressionBombError) as exc:
+        raise MediaTooLargeError("The image is too large to process.") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise UnreadableMediaError(
+            "The image cannot be decoded (truncated or corrupt file)."
+        ) from exc
+    if max_side is not None and max(rgb.size) > max_side:
+        factor = max_side / max(rgb.size)
+        size = (max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor)))
+        rgb = rgb.resize(size, PIL.Resampling.LANCZOS, reducing_gap=2.0)
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
