@@ -274,6 +274,8 @@ class KeyStore:
     def _load_private(self, kid: str) -> ec.EllipticCurvePrivateKey:
         path = self.folder / f"{kid}.pem"
         try:
+            if path.stat().st_mode & 0o077:  # copied in with a loose umask: close it again
+                os.chmod(path, 0o600)
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (OSError, ValueError) as exc:
             raise KeyStoreError("The active signing key file cannot be read.") from exc
@@ -320,6 +322,7 @@ class KeyStore:
     def _exclusive(self) -> Iterator[None]:
         try:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.folder, 0o700)
             fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise KeyStoreError(f"The key folder {self.folder} cannot be written.") from exc

@@ -216,3 +216,10 @@ def test_first_run_races_make_exactly_one_key(instance: Path) -> None:
     assert len(set(kids)) == 1 and len(kids) == 8
     assert len(list((instance / "keys").glob("*.pem"))) == 1
     assert [e.state for e in KeyStore(instance).load().entries()] == ["active"]
+
+
+def test_loose_permissions_are_closed_on_load(instance: Path, keystore: KeyStore) -> None:
+    pem = instance / "keys" / f"{keystore.signing_key().kid}.pem"
+    pem.chmod(0o644)
+    KeyStore(instance).load()
+    assert mode(pem) == 0o600
