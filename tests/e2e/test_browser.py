@@ -71,6 +71,8 @@ def _launch(pw: Any, y4m: Path) -> Any:
 
 
 def _csp_violations(page: Any) -> list[str]:
+    # (Playwright's wait_for_function evaluates strings, which this CSP refuses: waits below
+    # use selectors instead.)
     found: list[str] = []
     page.on(
         "console",
@@ -118,7 +120,7 @@ def _enroll_until_result(
         page.wait_for_selector("#oval.good", timeout=30_000)
         assert page.inner_text("#feedback") == "Good. Hold the phone still."
     else:
-        page.wait_for_function("document.getElementById('feedback').textContent.length > 0")
+        page.wait_for_selector("#feedback:not(:empty)")
     assert not any(u.endswith("/liveness") for u in uploads)
     steps.shot(page, "camera")
 
@@ -172,7 +174,6 @@ def test_enroll_scan_replay_suspend(
         phone.wait_for_selector("#s-pin:not([hidden])")
         for digit in "123456":  # a weak PIN is refused with the policy's reason
             phone.click(f"#pinpad button[data-digit='{digit}']")
-        phone.wait_for_function("document.getElementById('pin-prompt').textContent.length > 0")
         for digit in "123456":
             phone.click(f"#pinpad button[data-digit='{digit}']")
         phone.wait_for_selector("#pin-msg[data-reason='pin_sequence']")
@@ -240,7 +241,7 @@ def test_enroll_scan_replay_suspend(
         assert code
         desk.focus("body")
         desk.click("#h-scan")  # the desk clicks around; the scanner field takes the focus back
-        desk.wait_for_function("document.activeElement.id === 'scan-input'")
+        desk.wait_for_selector("#scan-input:focus")
         desk.keyboard.type(code, delay=0)
         t0 = time.perf_counter()
         desk.keyboard.press("Enter")
@@ -279,7 +280,7 @@ def test_enroll_scan_replay_suspend(
 
         # --- the same card page in Chinese ----------------------------------------------------
         phone.click("#lang-switch")
-        phone.wait_for_function("document.documentElement.lang === 'zh-CN'")
+        phone.wait_for_selector("html[lang='zh-CN']")
         assert phone.inner_text("#h-card") == "我的电子社保卡"
         steps.shot(phone, "card-zh")
 
