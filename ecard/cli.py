@@ -82,6 +82,46 @@ def _cmd_blinks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_match(args: argparse.Namespace) -> int:
+    """`ecard match`: one line per compared file; a file without a usable face is reported in
+    its line and the command goes on (exit 2 at the end, with one line on stderr)."""
+    from ecard.faces.match import (
+        encodings_from_media,
+        load_calibration,
+        match_template,
+        template_from_photo,
+    )
+    from ecard.faces.models import shared_models
+
+    models = shared_models()
+    threshold = load_calibration().threshold  # before any work: no guessed threshold
+    template = template_from_photo(args.id_photo, models=models)
+    failed = 0
+    for name in args.files:
+        try:
+            encodings = encodings_from_media(name, models=models)
+            result = match_template(template, encodings, threshold=threshold)
+        except InputError as exc:
+            failed += 1
+            if args.json:
+                _print_json({"file": name, "error": exc.code, "message": exc.message})
+            else:
+                sys.stdout.write(f"{name}: error {exc.code}: {exc.message}\n")
+            continue
+        if args.json:
+            _print_json({"file": name, **result.to_dict()})
+        else:
+            verdict = "match" if result.match else "no match"
+            sys.stdout.write(
+                f"{name}: {verdict} (distance {result.distance:.3f}, "
+                f"threshold {result.threshold:.3f})\n"
+            )
+    if failed:
+        sys.stderr.write(f"ecard: bad_input: {failed} of {len(args.files)} files not compared\n")
+        return 2
+    return 0
+
+
 def _register_face_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     """Face pipeline commands (owned by ecard/liveness and ecard/faces)."""
     # liveness part: `ecard liveness`, `ecard blinks`
@@ -95,6 +135,14 @@ def _register_face_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--fps", type=float, required=True, help="frames per second of the series")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_cmd_blinks)
+    # matching part: `ecard match`
+    p = sub.add_parser("match", help="compare photos or clips with an ID photo")
+    p.add_argument("id_photo", metavar="ID_PHOTO", help="the ID photo (exactly one face)")
+    p.add_argument(
+        "files", metavar="PHOTO_OR_VIDEO", nargs="+", help="photos or clips to compare"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(handler=_cmd_match)
 
 
 # --- tokens: keys rotate, verify, scan ---------------------------------------------------------

@@ -129,6 +129,26 @@ def _to_rgb(img: PILImage) -> PILImage:
     return img.convert("RGB")
 
 
+def is_photo(path: str | os.PathLike[str]) -> bool:
+    """True when Pillow recognises the file as a still image (reads the header only).
+
+    Used to route a file to photo or video handling; a folder or a video file is False.
+    """
+    from PIL import Image as PIL
+
+    if Path(path).is_dir():
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PIL.DecompressionBombWarning)
+            with PIL.open(path):
+                return True
+    except PIL.DecompressionBombError:
+        return True  # an image, refused later by load_photo with a clear error
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
 def load_photo(source: PhotoSource, *, max_side: int | None = DEFAULT_MAX_SIDE) -> Image:
     """Decode a photo (JPEG, PNG, WebP, anything Pillow reads) into an upright RGB uint8 array.
 

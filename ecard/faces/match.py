@@ -38,6 +38,7 @@ from ecard.errors import (
     MultipleFacesError,
     NoFaceError,
     TemplateError,
+    UnreadableMediaError,
 )
 from ecard.faces.images import PhotoSource, load_photo
 from ecard.faces.models import PROJECT_ROOT, Box, Encoding, FaceModels, Image
@@ -238,6 +239,31 @@ def template_from_photo(source: PhotoSource, *, models: FaceModels) -> FaceTempl
     """
     image = load_photo(source)
     return FaceTemplate(encode_photo(image, models=models))
+
+
+def encodings_from_media(
+    source: str | os.PathLike[str], *, models: FaceModels
+) -> list[Encoding]:
+    """Live-side encodings of a file: one for a photo, the liveness samples for a clip.
+
+    A still image gives the encoding of its one face (:func:`encode_photo`). Anything else (a
+    video, or a folder of frames) goes through :func:`ecard.liveness.analyze_video`, whose
+    ``samples`` are a few sharp, frontal, eyes-open frames. Raises the same typed errors as
+    those functions; :class:`~ecard.errors.NoFaceError` when a clip yields no sample.
+    """
+    from ecard.faces.images import is_photo
+
+    if not Path(source).exists():
+        raise UnreadableMediaError(f"{os.fspath(source)} does not exist.")
+    if is_photo(source):
+        return [encode_photo(load_photo(source), models=models)]
+    from ecard.liveness import analyze_video
+
+    result = analyze_video(source, models=models)
+    encodings = [s.encoding for s in result.samples]
+    if not encodings:
+        raise NoFaceError("No usable face was found in the clip.")
+    return encodings
 
 
 def match_template(
