@@ -124,15 +124,25 @@ def _enroll_until_result(
     assert not any(u.endswith("/liveness") for u in uploads)
     steps.shot(page, "camera")
 
-    page.click("#start")
-    page.wait_for_selector("#challenge-box:not([hidden])")
-    assert "2" in page.inner_text("#challenge-text")  # "Blink 2 times"
-    steps.shot(page, "challenge")
-    page.wait_for_selector("#rec:not([hidden])", timeout=10_000)
-    page.wait_for_timeout(1500)
-    steps.shot(page, "recording")
+    with page.expect_response(
+        lambda r: r.url.endswith("/liveness"), timeout=ANALYSIS_TIMEOUT_MS
+    ) as answer:
+        page.click("#start")
+        page.wait_for_selector("#challenge-box:not([hidden])")
+        assert "2" in page.inner_text("#challenge-text")  # "Blink 2 times"
+        steps.shot(page, "challenge")
+        page.wait_for_selector("#rec:not([hidden])", timeout=10_000)
+        page.wait_for_timeout(1500)
+        steps.shot(page, "recording")
     page.wait_for_selector("#s-result:not([hidden])", timeout=ANALYSIS_TIMEOUT_MS)
-    assert any(u.endswith("/liveness") for u in uploads)
+    frames = int(page.get_attribute("#upload-box", "data-frames") or 0)
+    size = int(page.get_attribute("#upload-box", "data-bytes") or 0)
+    timing = answer.value.request.timing
+    print(
+        f"liveness upload: {frames} frames, {size / 1024:.0f} KiB of JPEG, "
+        f"answer {timing['responseStart'] - timing['requestStart']:.0f} ms after the request"
+    )
+    assert 50 <= frames <= 80  # 12 fps for 5.5 s
     steps.shot(page, "result")
 
 

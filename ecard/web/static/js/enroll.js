@@ -381,6 +381,8 @@
     // and, in the same order, in the "timestamps_ms" field.
     form.append("timestamps_ms", JSON.stringify(frames.map(function (f) { return f.t; })));
     frames.forEach(function (f, i) { form.append("frames", f.blob, "frame_" + i + "_" + f.t + ".jpg"); });
+    box.setAttribute("data-frames", String(frames.length));
+    box.setAttribute("data-bytes", String(frames.reduce(function (n, f) { return n + f.blob.size; }, 0)));
     var xhr = new XMLHttpRequest();
     xhr.open("POST", base() + "/liveness");
     xhr.setRequestHeader("Authorization", "Bearer " + token);
