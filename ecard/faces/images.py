@@ -82,10 +82,11 @@ def _open_checked(data: bytes) -> PILImage:
 
     try:
         with warnings.catch_warnings():
-            # Pillow warns above ~89 MP and raises above ~179 MP; both are "too large" here.
-            warnings.simplefilter("error", PIL.DecompressionBombWarning)
+            # Pillow warns above ~89 MP (our own, lower limit is checked just below) and raises
+            # above ~179 MP; opening reads the header only.
+            warnings.simplefilter("ignore", PIL.DecompressionBombWarning)
             img = PIL.open(io.BytesIO(data))
-    except (PIL.DecompressionBombWarning, PIL.DecompressionBombError) as exc:
+    except PIL.DecompressionBombError as exc:
         raise MediaTooLargeError(
             f"The image is too large to process (over {MAX_PIXELS // 1_000_000} megapixels)."
         ) from exc
