@@ -106,3 +106,28 @@ def id_photo_from_clip(src: Path, dst: Path, *, frame_index: int, size: tuple[in
     crop = cv2.resize(frame[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
     cv2.imwrite(str(dst), crop, [cv2.IMWRITE_JPEG_QUALITY, 92])
     return dst
+
+
+def write_still_y4m(
+    picture: Path, dst: Path, *, size: tuple[int, int] = (640, 480), frames: int = 15
+) -> Path:
+    """A ``.y4m`` showing ``picture`` (e.g. a screenshot of the phone's QR code) held in front of
+    a desk camera: centred on a grey background at 80 % of the frame height, ``frames`` frames."""
+    import cv2
+
+    width, height = size
+    image = cv2.imread(str(picture))
+    if image is None:
+        raise ValueError(f"OpenCV cannot read {picture}")
+    scale = 0.8 * height / image.shape[0]
+    image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    canvas = np.full((height, width, 3), 96, np.uint8)
+    y, x = (height - image.shape[0]) // 2, (width - image.shape[1]) // 2
+    canvas[y : y + image.shape[0], x : x + image.shape[1]] = image
+    payload = np.ascontiguousarray(cv2.cvtColor(canvas, cv2.COLOR_BGR2YUV_I420)).tobytes()
+    with dst.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F15:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            out.write(b"FRAME\n")
+            out.write(payload)
+    return dst

@@ -2,8 +2,9 @@
 a real clip (../shared/data/blink) through Chromium's ``--use-file-for-fake-video-capture``.
 
 Test 1: enrollment to an issued card, its QR read at the desk from a screenshot, the same QR
-refused as replayed, the scanner path with PIN settlement, then a report of loss makes the next
-scan answer "suspended". Test 2: a screen-replay spoof clip through the same page is refused
+refused as replayed, a code typed by a handheld scanner, a code shown to the desk camera (a
+second Chromium whose fake camera plays the QR screenshot), the integrators' offline example, then
+a report of loss makes the next scan answer "suspended". Test 2: a screen-replay spoof clip through the same page is refused
 with a readable reason. Screenshots of each step go to tests/_artifacts/e2e/<test>/.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from e2e.conftest import LiveServer, chromium_args
-from e2e.media import id_photo_from_clip, write_y4m
+from e2e.media import id_photo_from_clip, write_still_y4m, write_y4m
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
@@ -259,6 +260,26 @@ def test_enroll_scan_replay_suspend(
         answer_ms = (time.perf_counter() - t0) * 1000
         assert desk.input_value("#scan-input") == ""  # ready for the next patient
         print(f"handheld scanner: {len(code)} characters, Enter -> answer in {answer_ms:.0f} ms")
+
+        # --- a fresh code shown to the desk camera (frames decoded on the server) ---------------
+        phone.reload()
+        phone.wait_for_selector("#qr-pin-form:not([hidden])")
+        phone.fill("#qr-pin", PIN)
+        phone.click("#qr-pin-form button[type=submit]")
+        phone.wait_for_selector("#qr-img:not([hidden])")
+        qr3 = tmp_path / "qr3.png"
+        phone.locator("#qr-img").screenshot(path=str(qr3))
+        desk_camera = _launch(pw, write_still_y4m(qr3, tmp_path / "desk-camera.y4m"))
+        cam_desk = desk_camera.new_context(viewport={"width": 1280, "height": 860}).new_page()
+        cam_desk.goto(url + "/hospital")
+        cam_desk.fill("#client_id", live_server.desk_client[0])
+        cam_desk.fill("#client_secret", live_server.desk_client[1])
+        cam_desk.click("#desk-login button[type=submit]")
+        cam_desk.click("#camera-toggle")
+        cam_desk.wait_for_selector("#patient[data-result='valid']", timeout=60_000)
+        assert cam_desk.inner_text("#patient-card") == card_no
+        assert cam_desk.is_hidden("#desk-video")  # the camera stops once a code is read
+        desk_camera.close()
 
         # --- a fresh code, then a report of loss: that code now scans as suspended ----------------
         phone.reload()
