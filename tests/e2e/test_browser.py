@@ -4,8 +4,9 @@ a real clip (../shared/data/blink) through Chromium's ``--use-file-for-fake-vide
 Test 1: enrollment to an issued card, its QR read at the desk from a screenshot, the same QR
 refused as replayed, a code typed by a handheld scanner, a code shown to the desk camera (a
 second Chromium whose fake camera plays the QR screenshot), the integrators' offline example, then
-a report of loss makes the next scan answer "suspended". Test 2: a screen-replay spoof clip through the same page is refused
-with a readable reason. Screenshots of each step go to tests/_artifacts/e2e/<test>/.
+a report of loss makes the next scan answer "suspended". Test 2: a screen-replay spoof clip
+through the same page is refused with a readable reason. Screenshots of each step go to
+tests/_artifacts/e2e/<test>/.
 """
 
 from __future__ import annotations
