@@ -224,9 +224,8 @@
     updateStartHint();
   }
 
-  var plannedSeconds = 6;
   function updateStartHint() {
-    document.getElementById("start-hint").textContent = t("enroll.start_hint", { seconds: plannedSeconds });
+    document.getElementById("start-hint").textContent = t("enroll.start_hint");
   }
 
   // --- 4. challenge and capture --------------------------------------------------------------
