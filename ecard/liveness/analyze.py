@@ -31,6 +31,8 @@ Points = npt.NDArray[np.float64]
 WORK_WIDTH = 640
 #: one sample candidate is kept per bucket of this many ms
 SAMPLE_BUCKET_MS = 1000.0
+#: frames closer than this (ms) to the last sample candidate are not scored as candidates
+CANDIDATE_EVERY_MS = 95.0
 #: how many face samples are encoded (start, middle, end)
 SAMPLE_COUNT = 3
 
@@ -99,6 +101,7 @@ def track_frames(
     eyes: list[tuple[float, float] | None] = []
     passes = second = 0
     buckets: dict[int, _Candidate] = {}
+    last_candidate_t = -1e18
     for index, (bgr, t_ms) in enumerate(frames):
         work = _work_frame(bgr)
         gray = np.asarray(cv2.cvtColor(work, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
@@ -117,6 +120,9 @@ def track_frames(
         eyes.append((left, right))
         ears.append(face_ear(obs.landmarks))
         opens.append(openness)
+        if t_ms - last_candidate_t < CANDIDATE_EVERY_MS:
+            continue  # ~10 candidates a second are plenty to pick 3 good frames from
+        last_candidate_t = t_ms
         quality = _frame_quality(gray, obs.landmarks, openness)
         key = int(t_ms // SAMPLE_BUCKET_MS)
         best = buckets.get(key)

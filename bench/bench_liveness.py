@@ -1,0 +1,206 @@
+"""Liveness speed: our tracked pipeline against the textbook one, on the same frames, same run.
+
+Textbook: ``face_recognition.face_landmarks`` on every frame (HOG detection with upsampling plus
+the 68 landmarks) and a fixed threshold (EAR < 0.2 for >= 2 consecutive frames = one blink).
+Ours: ``ecard.liveness`` (detect rarely on a 320 px copy, track with the landmarks, per-face
+baseline). Every clip is decoded once and scaled to 640 px wide (640 x 480 for the 4:3 frames);
+both pipelines then run on the same in-memory frames, so the timings exclude decoding. CPU time
+(``time.process_time``) per frame; medians and amortised means are printed, with the blink counts
+of both against the PROVENANCE truth.
+
+Then a whole check: a 5-second, 30 fps clip cut from a shared clip (decode + liveness + samples)
+plus the ID-photo match (``template_from_photo`` + ``match_template``), in CPU seconds.
+
+Run: ``.venv/bin/python -m bench.bench_liveness`` (also part of ``make bench``).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("ECARD_SHARED_DATA", REPO.parent / "shared" / "data"))
+BLINK = DATA / "blink"
+#: clip -> blinks counted in PROVENANCE.md (complete blinks; long/truncated closures excluded)
+CLIPS = {
+    "videos/DinoMan-blink-detector__example.mp4": 2,
+    "videos/jakubvlk-BlinkRate__blink.mov": 4,
+    "videos/r4onlyrishabh-blink-detector__default1.mp4": 9,
+    "videos/repeating-Blink-Detector__video.mp4": 6,
+    "nuaa_photo_attack/live_0001_00_00_01": 1,
+}
+TEXTBOOK_EAR = 0.2
+TEXTBOOK_FRAMES = 2
+
+
+def load_frames(path: Path) -> tuple[list[np.ndarray], list[float]]:
+    """Every frame of a clip as BGR, scaled to 640 px wide, with its time in ms."""
+    import cv2
+
+    from ecard.liveness.media import iter_video
+    from ecard.liveness.policy import MediaLimits
+
+    frames, times = [], []
+    for bgr, t in iter_video(path, MediaLimits()):
+        h, w = bgr.shape[:2]
+        if w != 640:
+            bgr = cv2.resize(bgr, (640, round(h * 640 / w)), interpolation=cv2.INTER_AREA)
+        frames.append(np.ascontiguousarray(bgr))
+        times.append(t)
+    return frames, times
+
+
+def textbook(frames: list[np.ndarray]) -> tuple[list[float], int]:
+    """Per-frame CPU seconds and the blink count of the textbook pipeline."""
+    import cv2
+    import face_recognition
+
+    from ecard.liveness.blinks import eye_aspect_ratio
+
+    costs, ears = [], []
+    for bgr in frames:
+        start = time.process_time()
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        faces = face_recognition.face_landmarks(rgb)
+        ear = None
+        if faces:
+            f = faces[0]
+            ear = (
+                eye_aspect_ratio(np.array(f["left_eye"]))
+                + eye_aspect_ratio(np.array(f["right_eye"]))
+            ) / 2
+        costs.append(time.process_time() - start)
+        ears.append(ear)
+    blinks = run = 0
+    for ear in [*ears, None]:
+        if ear is not None and ear < TEXTBOOK_EAR:
+            run += 1
+            continue
+        blinks += run >= TEXTBOOK_FRAMES
+        run = 0
+    return costs, blinks
+
+
+def ours(frames: list[np.ndarray], times: list[float], models: object) -> tuple[list[float], int]:
+    """Per-frame CPU seconds and the blink count of ecard.liveness on the same frames."""
+    from ecard.faces.models import FaceModels
+    from ecard.liveness import BlinkPolicy, detect_blinks
+    from ecard.liveness.analyze import encode_samples, track_frames
+
+    assert isinstance(models, FaceModels)
+    costs: list[float] = []
+
+    def timed():  # type: ignore[no-untyped-def]
+        for frame, t in zip(frames, times, strict=True):
+            start = time.process_time()
+            yield frame, t
+            costs.append(time.process_time() - start)
+
+    policy = BlinkPolicy()
+    start = time.process_time()
+    track, candidates = track_frames(timed(), models, policy)
+    events = detect_blinks(track.openness, times_ms=track.times_ms, policy=policy)
+    encode_samples(candidates, events, models)
+    total = time.process_time() - start
+    # spread the end-of-clip work (blink logic, 3 encodings) over the frames, so means are fair
+    extra = (total - sum(costs)) / len(frames)
+    return [c + extra for c in costs], sum(e.is_blink for e in events)
+
+
+def whole_check(models: object) -> None:
+    """CPU seconds of a 5 s, 30 fps clip check plus the ID-photo match."""
+    import cv2
+
+    from ecard.faces.models import FaceModels
+    from ecard.liveness import analyze_video
+
+    assert isinstance(models, FaceModels)
+    source = BLINK / "videos" / "r4onlyrishabh-blink-detector__default1.mp4"
+    photo = next(p for p in sorted((DATA / "faces").glob("*/*.jpg")) if p.parent.name[0] != "_")
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "five_seconds.mp4"
+        cap = cv2.VideoCapture(str(source))
+        writer = None
+        for _ in range(150):
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if writer is None:
+                h, w = frame.shape[:2]
+                size = (640, round(h * 640 / w))
+                writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, size)
+            writer.write(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
+        cap.release()
+        assert writer is not None
+        writer.release()
+        runs = []
+        for _ in range(3):
+            start = time.process_time()
+            result = analyze_video(clip, models=models)
+            liveness = time.process_time() - start
+            try:
+                from ecard.faces.match import match_template, template_from_photo
+
+                template = template_from_photo(photo, models=models)
+                match_template(template, [s.encoding for s in result.samples])
+                how = "template_from_photo + match_template"
+            except ImportError:
+                rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+                models.encode(rgb, models.detect(rgb, 1)[0])
+                how = "models.detect + models.encode"
+            runs.append((time.process_time() - start, liveness))
+    total, liveness = min(runs)
+    print(
+        f"whole check, 5 s / 150 frames at 640x360 ({result.blinks} blinks, "
+        f"{len(result.samples)} samples) + ID photo ({how}): {total:.3f} s CPU "
+        f"(liveness {liveness:.3f} s; best of 3; target <= 0.6 s)"
+    )
+
+
+def main() -> int:
+    if not BLINK.is_dir():
+        print(f"skipped: {BLINK} is absent")
+        return 0
+    from ecard.faces.models import shared_models
+
+    models = shared_models()
+    print(
+        f"{'clip':<44} {'frames':>6} {'ours med/mean ms':>17} {'textbook ms':>11} "
+        f"{'ratio':>6} {'blinks ours/textbook/truth':>27}"
+    )
+    all_ours: list[float] = []
+    all_text: list[float] = []
+    for name, truth in CLIPS.items():
+        frames, times = load_frames(BLINK / name)
+        ours(frames, times, models)  # warm-up (model load, caches)
+        o_costs, o_blinks = ours(frames, times, models)
+        t_costs, t_blinks = textbook(frames)
+        all_ours += o_costs
+        all_text += t_costs
+        o_med, o_mean = statistics.median(o_costs) * 1e3, statistics.fmean(o_costs) * 1e3
+        t_med = statistics.median(t_costs) * 1e3
+        print(
+            f"{Path(name).name[:44]:<44} {len(frames):>6} {o_med:>8.2f}/{o_mean:<8.2f} "
+            f"{t_med:>11.1f} {t_med / o_mean:>5.0f}x {o_blinks:>11}/{t_blinks}/{truth}"
+        )
+    o_med, o_mean = statistics.median(all_ours) * 1e3, statistics.fmean(all_ours) * 1e3
+    t_med, t_mean = statistics.median(all_text) * 1e3, statistics.fmean(all_text) * 1e3
+    print(
+        f"all {len(all_ours)} frames: ours median {o_med:.2f} ms, mean {o_mean:.2f} ms per frame; "
+        f"textbook median {t_med:.1f} ms, mean {t_mean:.1f} ms; "
+        f"ratio {t_med / o_med:.0f}x on medians, {t_mean / o_mean:.0f}x on means "
+        f"(targets: <= 4 ms per frame, >= 25x)"
+    )
+    whole_check(models)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
