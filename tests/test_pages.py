@@ -26,7 +26,9 @@ def app(tmp_path: Path) -> Any:
 
 @pytest.fixture
 def client(app: Any) -> Any:
-    return app.test_client()
+    client = app.test_client()
+    client.set_cookie("ecard_lang", "en")
+    return client
 
 
 @pytest.fixture
@@ -86,8 +88,9 @@ def test_pages_send_security_headers_and_no_inline_code(client: Any, path: str) 
     ],
 )
 def test_language_comes_from_the_switch_then_accept_language(
-    client: Any, accept: str | None, cookie: str | None, lang: str
+    app: Any, accept: str | None, cookie: str | None, lang: str
 ) -> None:
+    client = app.test_client()
     if cookie:
         client.set_cookie("ecard_lang", cookie)
     headers = {"Accept-Language": accept} if accept else {}
@@ -112,6 +115,9 @@ def test_every_text_exists_in_both_languages() -> None:
         used |= set(re.findall(r"\bt\('([a-z_.]+)'", text))
     for js in (WEB / "static" / "js").glob("*.js"):
         used |= set(re.findall(r'\bt\("([a-z_.]*[a-z])"', js.read_text(encoding="utf-8")))
+    pages_py = (WEB / "pages.py").read_text(encoding="utf-8")
+    used |= set(re.findall(r'(?:login_error|title_key)="([a-z_.]+)"', pages_py))
+    used |= set(re.findall(r'_render\(\s*"[a-z_]+\.html",\s*"([a-z_.]+)"', pages_py))
     missing = sorted(k for k in used if k not in dicts["en"])
     assert missing == []
     assert all(v.strip() for d in dicts.values() for v in d.values() if v) is True
@@ -177,6 +183,12 @@ def _login(client: Any, hospital: Any) -> str:
     return found.group(1)
 
 
+def _login_error(resp: Any) -> str:
+    """The visible error of the desk login form."""
+    found = re.search(r'id="login-error"[^>]*>([^<]*)<', resp.get_data(as_text=True))
+    return found.group(1) if found else ""
+
+
 def test_desk_login_needs_the_form_token_and_the_right_secret(client: Any, hospital: Any) -> None:
     no_csrf = client.post(
         "/hospital/login",
@@ -189,7 +201,7 @@ def test_desk_login_needs_the_form_token_and_the_right_secret(client: Any, hospi
         data={"csrf": _csrf(client), "client_id": hospital.client_id, "client_secret": "nope"},
     )
     assert wrong.status_code == 401
-    assert "wrong" in wrong.get_data(as_text=True)
+    assert "secret is wrong" in _login_error(wrong)
     _login(client, hospital)
 
 
@@ -295,3 +307,22 @@ def test_every_reason_code_of_the_other_parts_has_a_sentence() -> None:
         assert [r for r in (*REASONS, "no_match") if f"reason.{r}" not in texts] == [], lang
         assert [c for c in pin_codes if f"pin.{c}" not in texts] == [], lang
         assert [c for c in desk_codes if f"desk.error.{c}" not in texts] == [], lang
+
+
+def test_desk_login_is_refused_after_ten_wrong_secrets(client: Any, hospital: Any) -> None:
+    for _ in range(10):
+        wrong = client.post(
+            "/hospital/login",
+            data={"csrf": _csrf(client), "client_id": hospital.client_id, "client_secret": "x"},
+        )
+        assert wrong.status_code == 401
+    right = client.post(
+        "/hospital/login",
+        data={
+            "csrf": _csrf(client),
+            "client_id": hospital.client_id,
+            "client_secret": hospital.client_secret,
+        },
+    )
+    assert right.status_code == 429
+    assert _login_error(right) == "Too many requests. Wait a moment."

@@ -69,7 +69,8 @@ PAGE_CSP = (
 )
 #: A desk session ends after this long without a new login.
 DESK_SESSION_HOURS = 10
-#: Failed desk logins per client address before logins from it are refused for a while.
+#: Failed desk logins per client address and clock hour before logins from it are refused until
+#: the next hour (the counter key carries the hour, so it starts afresh by itself).
 DESK_LOGIN_FAILURES = 10
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -313,7 +314,7 @@ def _desk_required(view: F) -> F:
 def desk_login() -> Response:
     _check_csrf(request.form.get("csrf"))
     svc = _services()
-    key = f"desk-login:{request.remote_addr or '-'}"
+    key = f"desk-login:{request.remote_addr or '-'}:{datetime.now(UTC):%Y%m%d%H}"
     if svc.attempts.failures(key) >= DESK_LOGIN_FAILURES:
         return _render(
             "hospital.html",
@@ -321,7 +322,7 @@ def desk_login() -> Response:
             429,
             desk=None,
             csrf=_csrf_token(),
-            login_error="desk.error.rate",
+            login_error="desk.error.rate_limited",
         )
     from ecard.channels import authenticate
 
