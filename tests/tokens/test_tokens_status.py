@@ -110,3 +110,26 @@ def test_card_is_not_a_status_list_token(keystore: KeyStore, card: str) -> None:
     with pytest.raises(TokenError) as exc:
         verify_status_list_token(card, keystore, uri=STATUS_URI, issuer=ISSUER, now=NOW)
     assert exc.value.code == "token_wrong_type"
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_status_list_matches_a_plain_list_model(bits: int) -> None:
+    """Random sets against a plain Python list, then an encode/decode round trip."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    size = 61  # not a multiple of 8: the last byte is partly padding
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, size - 1), st.integers(0, (1 << bits) - 1))))
+    def check(ops: list[tuple[int, int]]) -> None:
+        model = [0] * size
+        sl = StatusList(size, bits)
+        for idx, status in ops:
+            sl.set(idx, status)
+            model[idx] = status
+        assert [sl.get(i) for i in range(size)] == model
+        back = StatusList.decode(sl.encode())
+        assert [back.get(i) for i in range(size)] == model
+
+    check()
