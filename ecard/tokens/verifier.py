@@ -17,7 +17,7 @@ tests and air-gapped deployments pass their own. Time is a parameter too (``cloc
     verifier = OfflineVerifier("https://ecard.example/.well-known/jwks.json",
                                issuer="https://ecard.example")
     result = verifier.verify(card_token)       # raises TokenError subclasses on a bad card
-    result.status.label, result.card.card.name, result.status_age, verifier.jwks_age
+    result.valid, result.status.label, result.claims.name, result.status_age, result.jwks_age
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecard.errors import FetchError, StatusListError, TokenMalformedError, TokenUnknownKeyError
-from ecard.tokens.cards import DEFAULT_LEEWAY, VerifiedCard, verify_card
+from ecard.tokens.cards import DEFAULT_LEEWAY, CardClaims, VerifiedCard, verify_card
 from ecard.tokens.jws import parse_header
 from ecard.tokens.keys import KeySet
 from ecard.tokens.status import CardStatus, VerifiedStatusList, verify_status_list_token
@@ -71,6 +71,11 @@ class OfflineResult:
     status: CardStatus | None
     status_age: float | None
     jwks_age: float
+
+    @property
+    def claims(self) -> CardClaims:
+        """The holder's card claims (card number, name, masked ID number, status reference)."""
+        return self.card.card
 
     @property
     def valid(self) -> bool:

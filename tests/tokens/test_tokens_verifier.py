@@ -69,7 +69,7 @@ def test_valid_card_with_status(net: Net, clock: Clock, keystore: KeyStore, card
     v = make(net, clock)
     result = v.verify(card)
     assert result.valid and result.status is CardStatus.VALID
-    assert result.card.card.name == "张三"
+    assert result.claims.name == "张三" and result.claims.card_no == "E310100123456"
     assert result.jwks_age == 0 and result.status_age == 0
     d = result.to_dict()
     assert d["status"] == "valid" and d["claims"]["card_no"] == "E310100123456"
