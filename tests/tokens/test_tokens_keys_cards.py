@@ -86,6 +86,16 @@ def test_interop_jwcrypto_verifies_our_card_with_only_the_jwks(
     assert json.loads(token.header)["kid"] == keystore.signing_key().kid
 
 
+def test_interop_jwcrypto_checks_our_claims_now(keystore: KeyStore, claims: CardClaims) -> None:
+    """A card issued now passes jwcrypto's own claim checks (exp, iat, nbf, iss)."""
+    token = issue_card(keystore, claims, issuer=ISSUER)  # wall clock
+    jwks = jc_jwk.JWKSet.from_json(json.dumps(keystore.jwks()))
+    checked = jc_jwt.JWT(
+        jwt=token, key=jwks, algs=["ES256"], check_claims={"iss": ISSUER, "exp": None}
+    )
+    assert json.loads(checked.claims)["sub"] == claims.card_id
+
+
 def test_interop_jwcrypto_rejects_a_tampered_card(keystore: KeyStore, card: str) -> None:
     from jwcrypto.jws import InvalidJWSSignature
 
