@@ -64,6 +64,7 @@ MAX_LEEWAY = 60.0
 ALLOWED_HEADER = frozenset({"alg", "kid", "typ"})
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+_PARAM_NAME = re.compile(r"[A-Za-z0-9#_-]{1,16}")
 _MAX_NUMERIC_DATE = 1e11  # year 5138: beyond any real exp, below float trouble
 _JWS = jwt.PyJWS()
 
@@ -178,8 +179,10 @@ def verify_jws(
 
     extra = header.keys() - ALLOWED_HEADER
     if extra:
+        # Name well-formed parameters only: an attacker's member name could carry a newline.
+        shown = sorted(n for n in extra if _PARAM_NAME.fullmatch(n))[:4] or ["parameters"]
         raise TokenForbiddenHeaderError(
-            f"The token header carries {', '.join(sorted(extra))[:80]}, which we never accept."
+            f"The token header carries {', '.join(shown)}, which we never accept."
         )
     if header.get("typ") != typ:
         raise TokenWrongTypeError(f"The token is not of type {typ}.")

@@ -407,3 +407,11 @@ def test_error_messages_never_echo_the_token(ctx: Ctx) -> None:
     with pytest.raises(TokenError) as exc:
         verify_card(token, ctx.keystore, issuer=ISSUER, now=NOW)
     assert token not in str(exc.value) and "evil.example" not in exc.value.message
+
+
+def test_forbidden_header_message_is_one_clean_line(ctx: Ctx) -> None:
+    token = ctx.forge.token(ctx.header(**{"x\nSet-Cookie: a=b": 1, "jku": "https://e.example"}))
+    with pytest.raises(TokenError) as exc:
+        verify_card(token, ctx.keystore, issuer=ISSUER, now=NOW)
+    assert exc.value.code == "token_forbidden_header"
+    assert "\n" not in exc.value.message and "jku" in exc.value.message
