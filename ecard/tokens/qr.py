@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from ecard.errors import (
     ConfigError,
+    MediaTooLargeError,
     QrNotFoundError,
     TokenClaimsError,
     TokenMalformedError,
@@ -253,6 +254,30 @@ def render_svg(token_or_text: str, *, scale: int = 4, border: int = 4) -> str:
 MAX_IMAGE_BYTES = 15 * 1024 * 1024
 
 
+#: Most pixels accepted (a 48 MP phone photo is 8000x6000): a small PNG can claim 50000x50000.
+MAX_IMAGE_PIXELS = 50_000_000
+
+
+def _check_pixels(data: bytes) -> None:
+    """Refuse a decompression bomb from its header, before anything is decoded."""
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own bomb warning: we decide below
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+    except Image.DecompressionBombError:
+        raise MediaTooLargeError("The picture has too many pixels.") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        return  # not a format Pillow knows: OpenCV decides
+    if width * height > MAX_IMAGE_PIXELS:
+        raise MediaTooLargeError("The picture has too many pixels.")
+
+
 def decode_qr_image(data: bytes, *, time_budget: float = 3.0) -> str:
     """The text of the QR code in a picture (a photo of a phone screen is fine).
 
@@ -269,7 +294,8 @@ def decode_qr_image(data: bytes, *, time_budget: float = 3.0) -> str:
     if not data:
         raise UnreadableMediaError("The picture is empty.")
     if len(data) > MAX_IMAGE_BYTES:
-        raise UnreadableMediaError("The picture is too large.")
+        raise MediaTooLargeError("The picture is too large.")
+    _check_pixels(data)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise UnreadableMediaError("The file is not a readable picture.")

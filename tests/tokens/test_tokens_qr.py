@@ -214,3 +214,22 @@ def test_garbled_qr_text_is_malformed(keystore: KeyStore) -> None:
     with pytest.raises(TokenError) as exc:
         verify_qr("ABC.DEF.GHI", keystore, issuer=ISSUER, replay_guard=None, now=NOW)
     assert exc.value.code == "token_malformed"
+
+
+def test_decompression_bomb_picture_is_refused_before_decoding() -> None:
+    """A PNG that claims 40000x40000 pixels (1.6 GB decoded) in a few bytes of header."""
+    import struct
+    import zlib
+
+    from ecard.errors import MediaTooLargeError
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", 40_000, 40_000, 8, 0, 0, 0, 0)
+    idat = zlib.compress(bytes(1 + 40_000) * 64)  # a few rows; the rest never comes
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    with pytest.raises(MediaTooLargeError):
+        decode_qr_image(png)
