@@ -27,10 +27,6 @@
       enrollmentId = enrollmentId || sessionStorage.getItem(ID_KEY);
     } catch (e) { token = null; }
   }
-  if (token && !enrollmentId) {
-    var claims = ECard.jwtPayload(token);
-    if (claims) enrollmentId = claims.enrollment_id || claims.eid || claims.sub || null;
-  }
 
   var base = function () { return "/api/v1/enrollments/" + encodeURIComponent(enrollmentId); };
   var call = function (method, path, json) {
@@ -55,13 +51,10 @@
     call("GET", "").then(function (res) {
       if (!res.ok) { fatal(reasonText(res.body.error, t("enroll.bad_link"))); return; }
       info = res.body;
-      var person = info.citizen || info.person || info;
-      document.getElementById("info-name").textContent = person.name_masked || person.name || "";
-      document.getElementById("info-id").textContent =
-        person.id_number_masked || person.id_number || "";
-      var agreement = info.agreement || {};
-      document.getElementById("agreement").textContent =
-        typeof agreement === "string" ? agreement : (agreement.text || agreement[ECard.lang()] || "");
+      var person = info.citizen || {};          // masked by the server
+      document.getElementById("info-name").textContent = person.name || "";
+      document.getElementById("info-id").textContent = person.id_number || "";
+      document.getElementById("agreement").textContent = (info.agreement || {}).text || "";
       var state = info.state;
       if (state === "verified") { showPin(); return; }
       if (state === "issued") {
@@ -326,24 +319,22 @@
       }, "image/jpeg", JPEG_QUALITY);
     }, Math.round(1000 / FPS));
 
+    // Texts change only when their words change, so screen readers announce each prompt once.
+    var put = function (node, value) { if (node.textContent !== value) node.textContent = value; };
     var ui = setInterval(function () {
       var el = performance.now() - t0;
       fill.style.width = Math.min(100, 100 * el / duration) + "%";
       var now = cues.some(function (c) { return el >= c - 150 && el <= c + CUE_SHOW_MS; });
       var next = cues.filter(function (c) { return c - 150 > el; })[0];
-      if (now) {
-        prompt.textContent = t("enroll.blink_now");
-        prompt.className = "prompt now";
-        text.textContent = t("enroll.blink_now");
-      } else {
-        prompt.className = "prompt";
-        prompt.textContent = cues.length ? t("enroll.keep_looking") : blinkText(ch.blinks || 1);
-        text.textContent = cues.length ? t("enroll.keep_looking") : blinkText(ch.blinks || 1);
-      }
+      var words = now ? t("enroll.blink_now")
+        : (cues.length ? t("enroll.keep_looking") : blinkText(ch.blinks || 1));
+      put(prompt, words);
+      put(text, words);
+      prompt.className = now ? "prompt now" : "prompt";
       var secsLeft = Math.max(0, Math.ceil((duration - el) / 1000));
-      countdown.textContent = next !== undefined && !now
+      put(countdown, next !== undefined && !now
         ? t("enroll.next_blink_in", { s: Math.max(1, Math.ceil((next - el) / 1000)) })
-        : t("enroll.recording", { s: secsLeft });
+        : t("enroll.recording", { s: secsLeft }));
       if (el >= duration) {
         clearInterval(grab);
         clearInterval(ui);
