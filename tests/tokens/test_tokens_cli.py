@@ -236,3 +236,19 @@ def test_verify_against_a_jwks_url_with_status(
     assert err == ["ecard: card_suspended: the card is suspended."]
     code, _, err = run(capsys, "verify", token, "--jwks", base + "/missing.json", "--issuer", base)
     assert code == 1 and len(err) == 1 and err[0].startswith("ecard: fetch_failed:")
+
+
+def test_concurrent_rotations_from_separate_processes(inst: Path) -> None:
+    """Four `ecard keys rotate` at once: the flock keeps the index whole, one key active."""
+    exe = Path(sys.executable).with_name("ecard")
+    procs = [
+        subprocess.Popen([str(exe), "keys", "rotate"], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    kids = [json.loads(p.communicate(timeout=120)[0])["kid"] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    entries = KeyStore(inst).load().entries()
+    assert sorted(e.kid for e in entries) == sorted(kids)
+    assert [e.state for e in entries].count("active") == 1
+    for e in entries:
+        assert (inst / "keys" / f"{e.kid}.pem").exists()
