@@ -315,6 +315,12 @@ def test_enroll_scan_replay_suspend(
         phone.wait_for_selector("html[lang='zh-CN']")
         assert phone.inner_text("#h-card") == "我的电子社保卡"
         steps.shot(phone, "card-zh")
+        phone.click("#large-text")  # large text still fits 360 px without zooming
+        phone.wait_for_selector("html.large")
+        assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        phone.reload()  # the choice is kept (cookie), and so is the language
+        phone.wait_for_selector("html.large[lang='zh-CN'] #s-card:not([hidden])")
+        steps.shot(phone, "card-zh-large")
 
         assert csp_errors == [] and desk_csp_errors == []
         browser.close()
