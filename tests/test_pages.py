@@ -302,6 +302,8 @@ def test_every_reason_code_of_the_other_parts_has_a_sentence() -> None:
         errors.TokenExpiredError.code,
         errors.TokenBadSignatureError.code,
         errors.QrNotFoundError.code,
+        errors.UnreadableMediaError.code,
+        "unknown_card",
     }
     for lang, texts in dicts.items():
         assert [r for r in (*REASONS, "no_match") if f"reason.{r}" not in texts] == [], lang

@@ -97,8 +97,10 @@
     pinEl.value = "";
     ECard.api("POST", "/api/v1/cards/login", { json: { card_no: cardNo, pin: pin } }).then(function (res) {
       if (!res.ok) {
-        msg.textContent = res.body.error === "pin_locked" ? t("pin.pin_locked")
-          : (res.body.error === "network" ? t("common.network") : t("card.login_failed"));
+        var code = res.body.error;
+        msg.textContent = code === "pin_locked" ? t("pin.pin_locked")
+          : code === "card_not_active" ? t("card.login_replaced")
+          : code === "network" ? t("common.network") : t("card.login_failed");
         return;
       }
       msg.textContent = "";
