@@ -286,7 +286,8 @@ def decode_qr_image(data: bytes, *, time_budget: float = 3.0) -> str:
     dark-mode screens, contrast-equalised, halved) until one decodes; a code that was located
     but not read is cropped and enlarged (small modules). The picture is first brought to at
     most 1600 px. No new attempt starts after ``time_budget`` seconds (a noisy picture can
-    make one attempt take a second or more). Raises ``unreadable_media`` / ``qr_not_found``.
+    make one attempt take a second or more). Raises ``unreadable_media``, ``media_too_large``
+    (over 15 MB or 50 megapixels) or ``qr_not_found``.
     """
     import cv2
     import numpy as np
