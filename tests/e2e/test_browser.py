@@ -282,6 +282,24 @@ def test_enroll_scan_replay_suspend(
         assert cam_desk.is_hidden("#desk-video")  # the camera stops once a code is read
         desk_camera.close()
 
+        # --- another device: card number + PIN bring the card back (nothing was stored there) ----
+        other = browser.new_context(
+            viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, locale="en-US"
+        ).new_page()
+        other.goto(url + "/card")
+        other.wait_for_selector("#s-login:not([hidden])")
+        other.fill("#login-card-no", card_no)
+        other.fill("#login-pin", "000000")
+        other.click("#login-form button[type=submit]")
+        other.wait_for_selector("#login-msg:not(:empty)")
+        assert other.inner_text("#login-msg") == "The card number or the PIN is wrong."
+        other.fill("#login-pin", PIN)
+        other.click("#login-form button[type=submit]")
+        other.wait_for_selector("#qr-img:not([hidden])")
+        assert other.inner_text("#card-no") == card_no
+        assert other.evaluate("localStorage.getItem('ecard.card')").count(".") == 2
+        other.context.close()
+
         # --- a fresh code, then a report of loss: that code now scans as suspended ----------------
         phone.reload()
         phone.wait_for_selector("#qr-pin-form:not([hidden])")
