@@ -56,10 +56,11 @@ PIN_LENGTH = 6
 
 _SIX_DIGITS = re.compile(r"[0-9]{6}")
 
-#: Most common 6-digit PINs: the top of published studies of leaked and user-chosen 6-digit
-#: PINs (Wang et al., "Understanding Human-Chosen PINs", 2017, with Chinese users; DataGenetics
-#: and Markert et al. 2020 for Western ones), plus keypad shapes (columns, diagonals, crosses)
-#: and culturally lucky numbers. Repeats and plain sequences are refused by their own rules.
+#: Most common 6-digit PINs, compiled by hand (not a verbatim copy of any list) after the top
+#: entries reported by studies of leaked and user-chosen 6-digit PINs (Wang et al.,
+#: "Understanding Human-Chosen PINs", 2017, with Chinese users; Markert et al. 2020), plus keypad
+#: shapes (columns, diagonals, crosses) and culturally lucky numbers (520 "I love you", 168,
+#: 518, 888). Repeats and plain sequences are refused by their own rules.
 _COMMON = """
     123123 321321 123321 112233 332211 121212 101010 111222 222111 112211 110110 100100 100200
     101101 111000 000111 102030 010203 123654 123789 147258 258369 369258 147369 159357 159753
