@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_path
 from PIL import Image
+from sharedpaths import shared_path
 
 from ecard.errors import (
     EmptyMediaError,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from sharedpaths import shared_path
 
 from ecard.errors import (
     ModelMissingError,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, shared_path
+from sharedpaths import REPO, shared_path
 
 from ecard.cli import main
 
