@@ -92,7 +92,7 @@ def ours(frames: list[np.ndarray], times: list[float], models: object) -> tuple[
     """Per-frame CPU seconds and the blink count of ecard.liveness on the same frames."""
     from ecard.faces.models import FaceModels
     from ecard.liveness import BlinkPolicy, detect_blinks
-    from ecard.liveness.analyze import encode_samples, track_frames
+    from ecard.liveness.analyze import track_frames
 
     assert isinstance(models, FaceModels)
     costs: list[float] = []
@@ -105,11 +105,11 @@ def ours(frames: list[np.ndarray], times: list[float], models: object) -> tuple[
 
     policy = BlinkPolicy()
     start = time.process_time()
-    track, candidates = track_frames(timed(), models, policy)
+    track, _candidates = track_frames(timed(), models, policy)
     events = detect_blinks(track.openness, times_ms=track.times_ms, policy=policy)
-    encode_samples(candidates, events, models)
     total = time.process_time() - start
-    # spread the end-of-clip work (blink logic, 3 encodings) over the frames, so means are fair
+    # spread the end-of-clip blink logic over the frames, so means are fair; the 3 face
+    # encodings for the ID match are not liveness and are timed in the whole check instead
     extra = (total - sum(costs)) / len(frames)
     return [c + extra for c in costs], sum(e.is_blink for e in events)
 
@@ -156,11 +156,18 @@ def whole_check(models: object) -> None:
                 models.encode(rgb, models.detect(rgb, 1)[0])
                 how = "models.detect + models.encode"
             runs.append((time.process_time() - start, liveness))
+        rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+        box = models.detect(rgb, 1)[0]
+        start = time.process_time()
+        for _ in range(5):
+            models.encode(rgb, box)
+        encode_ms = (time.process_time() - start) / 5 * 1e3
     total, liveness = min(runs)
     print(
         f"whole check, 5 s / 150 frames at 640x360 ({result.blinks} blinks, "
         f"{len(result.samples)} samples) + ID photo ({how}): {total:.3f} s CPU "
-        f"(liveness {liveness:.3f} s; best of 3; target <= 0.6 s)"
+        f"(of which the clip {liveness:.3f} s including decoding and {len(result.samples)} "
+        f"face encodings at {encode_ms:.0f} ms each; best of 3; target <= 0.6 s)"
     )
 
 

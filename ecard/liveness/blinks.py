@@ -22,6 +22,8 @@ from ecard.liveness.policy import BlinkPolicy
 Floats = npt.NDArray[np.float64]
 ClosureKind = Literal["blink", "long_closure", "truncated"]
 
+#: inside a closure's core, excursions above the core level this short (ms) are crossed
+CORE_BRIDGE_MS = 90.0
 #: the longest series ``parse_series`` accepts (about 2 hours at 30 fps)
 MAX_SERIES_LINES = 250_000
 
@@ -199,6 +201,23 @@ def _cut_by_gap(valid: npt.NDArray[np.bool_], start: int, end: int) -> bool:
     return bool(before or after)
 
 
+def _slow_fall(r: Floats, t: Floats, low: int, half: float, window_ms: float) -> bool:
+    """Whether the eyes took longer than ``window_ms`` to fall the last ``half`` to ``low``.
+
+    A blink shuts in about 0.1 s: within ``window_ms`` before its deepest frame the openness was
+    at least ``half`` higher. Eyes drifting shut (gaze going down, drowsiness) fall slower.
+    """
+    k = low - 1
+    highest = -math.inf
+    while k >= 0 and t[k] >= t[low] - window_ms:
+        if not np.isnan(r[k]):
+            highest = max(highest, float(r[k]))
+        k -= 1
+    if highest == -math.inf:
+        return False  # nothing before it within the window (edge or gap): no evidence
+    return highest < float(r[low]) + half
+
+
 def _local_minima(r: Floats) -> list[int]:
     """Indices of local minima (plateaus give their first frame), deepest first."""
     n = len(r)
@@ -282,35 +301,6 @@ def _extent(r: Floats, low: int, level: float, max_gap: int, bridge: int = 0) ->
     return bounds[0], bounds[1]
 
 
-def _runs(
-    mask: npt.NDArray[np.bool_], bridge: npt.NDArray[np.bool_], max_gap: int
-) -> list[tuple[int, int]]:
-    """Runs of True in ``mask``; up to ``max_gap`` frames flagged in ``bridge`` may join two."""
-    runs: list[tuple[int, int]] = []
-    i, n = 0, len(mask)
-    while i < n:
-        if not mask[i]:
-            i += 1
-            continue
-        start = end = i
-        j = i + 1
-        while j < n:
-            if mask[j]:
-                end = j
-                j += 1
-                continue
-            k = j
-            while k < n and bridge[k] and k - j < max_gap:
-                k += 1
-            if k < n and mask[k] and k > j:
-                j = k
-                continue
-            break
-        runs.append((start, end))
-        i = end + 1
-    return runs
-
-
 def detect_blinks(
     values: Sequence[float | None] | Floats,
     *,
@@ -341,6 +331,7 @@ def detect_blinks(
     last_valid = n - 1 - int(np.argmax(valid[::-1]))
 
     reach = max(1, round(policy.prominence_window_ms / dt))
+    bridge = max(1, int(CORE_BRIDGE_MS // dt))  # noise frames crossed inside a closure's core
     r = np.where(valid, ratio, np.nan)
     events: list[BlinkEvent] = []
     covered: list[tuple[int, int]] = []
@@ -352,7 +343,7 @@ def detect_blinks(
         if prominence < need_depth:
             continue
         core_level = float(r[low]) + policy.core_fraction * prominence
-        c0, c1 = _extent(r, low, core_level, policy.max_gap_frames, bridge=2)
+        c0, c1 = _extent(r, low, core_level, policy.max_gap_frames, bridge=bridge)
         half_level = float(r[low]) + 0.5 * prominence
         start, end = _extent(r, low, half_level, policy.max_gap_frames)
         half_ms = float(t[end] - t[start]) + dt
@@ -367,6 +358,8 @@ def detect_blinks(
             continue  # a one-frame flicker at a high frame rate: landmark jitter, not a blink
         elif core_ms > policy.max_blink_ms or half_ms > policy.max_dip_ms:
             kind = "long_closure"
+        elif _slow_fall(r, t, low, 0.5 * min(prominence, depth), policy.max_fall_ms):
+            continue  # the eyes drifted shut slowly (gaze, drowsiness): not a blink's snap
         else:
             kind = "blink"
         events.append(

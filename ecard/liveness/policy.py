@@ -17,11 +17,12 @@ class BlinkPolicy:
     Openness values are divided by a rolling open-eye baseline (the ``baseline_percentile``-th
     percentile of the values within ``baseline_window_ms`` around each frame), so a face whose
     eyes are naturally narrow, a landmark scheme with other absolute values, or a slow drift
-    (looking down, moving away) does not matter. A frame is *closing* when its ratio falls below
-    ``1 - max(min_drop, noise_k * noise)``; a closure counts only if its deepest ratio lies at
-    least ``max(min_depth, depth_noise_k * noise)`` under the baseline. Its *core* (the frames
-    within ``core_fraction`` of the depth from the deepest point) gives the closure's duration:
-    up to ``max_blink_ms`` it is a blink, longer it is a deliberate closure (not a blink).
+    (looking down, moving away) does not matter. A dip counts when its depth under the baseline
+    and its prominence reach ``max(required depth, depth_noise_k * noise)``, where the required
+    depth is ``min_depth`` at ``full_depth_fps`` and above, scaled down with the frame rate to no
+    less than ``min_depth_floor``. Its *core* (the frames within ``core_fraction`` of the
+    prominence from the deepest point) gives the closure's duration: up to ``max_blink_ms`` it is
+    a blink, longer it is a deliberate closure (not a blink). See docs/liveness.md.
     """
 
     #: width of the rolling window for the open-eye baseline, in ms
@@ -47,6 +48,8 @@ class BlinkPolicy:
     max_blink_ms: int = 600
     #: longest dip (ms, at half depth) around a blink: slower dips are gaze or posture changes
     max_dip_ms: int = 1200
+    #: longest fall (ms) from nearly open to the deepest frame: a blink shuts in about 0.1 s
+    max_fall_ms: int = 300
     #: missing frames (no face) bridged inside one closure
     max_gap_frames: int = 1
     #: blinks needed for ``live`` when no challenge is given
