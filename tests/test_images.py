@@ -93,6 +93,16 @@ def test_large_photo_is_downscaled_keeping_its_aspect() -> None:
     assert load_photo(_jpeg(_gradient(300, 200)), max_side=None).shape == (200, 300, 3)
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG2000", "WEBP", "BMP", "TIFF", "GIF"])
+def test_common_formats_load_as_rgb(fmt: str) -> None:
+    """JPEG 2000 included: that is how ID-card chips and passports store the photo."""
+    buf = io.BytesIO()
+    Image.new("RGB", (102, 126), (30, 120, 200)).save(buf, fmt)
+    loaded = load_photo(buf.getvalue())
+    assert loaded.shape == (126, 102, 3)
+    assert np.abs(loaded[60, 50].astype(int) - (30, 120, 200)).max() <= 12
+
+
 def test_transparent_png_gets_a_white_background() -> None:
     rgba = np.zeros((64, 64, 4), dtype=np.uint8)
     rgba[:32, :, :] = (200, 10, 10, 255)  # opaque red top half, transparent bottom half
@@ -126,6 +136,8 @@ BAD_INPUTS = [
     ("not an image", lambda: b"%PDF-1.4 hello, this is not a picture" * 10, UnreadableMediaError,
      "not an image"),
     ("truncated jpeg", _truncated_jpeg, UnreadableMediaError, "truncated"),
+    ("eps (would run Ghostscript)", lambda: b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n"
+     b"0 0 moveto 64 64 lineto stroke\n%%EOF\n", UnreadableMediaError, "supported format"),
     ("10000 x 10000 png", lambda: _png_bomb(10_000, 10_000), MediaTooLargeError, "10000 x 10000"),
     ("1 x 1 png", lambda: _png(Image.new("RGB", (1, 1))), ImageTooSmallError, "1 x 1"),
     ("20 x 500 png", lambda: _png(Image.new("RGB", (20, 500))), ImageTooSmallError, "20 x 500"),

@@ -44,6 +44,9 @@ MAX_FILE_BYTES = 40 * 1024 * 1024
 MAX_PIXELS = 50_000_000
 #: Smallest side accepted, in pixels: below this no face can be found (a chip photo is 102 x 126).
 MIN_SIDE = 32
+#: Formats Pillow may open. Everything else (EPS, which runs Ghostscript; PSD; ICO; ...) is
+#: refused: a photo upload has no business reaching a less-travelled decoder.
+PHOTO_FORMATS = ("JPEG", "JPEG2000", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 #: Default long side, in pixels, that photos are downscaled to for detection and encoding.
 #: A portrait at 1024 px still has a face of 300+ px; the encoder works on a 150 x 150 chip.
 DEFAULT_MAX_SIDE = 1024
@@ -85,13 +88,16 @@ def _open_checked(data: bytes) -> PILImage:
             # Pillow warns above ~89 MP (our own, lower limit is checked just below) and raises
             # above ~179 MP; opening reads the header only.
             warnings.simplefilter("ignore", PIL.DecompressionBombWarning)
-            img = PIL.open(io.BytesIO(data))
+            img = PIL.open(io.BytesIO(data), formats=PHOTO_FORMATS)
     except PIL.DecompressionBombError as exc:
         raise MediaTooLargeError(
             f"The image is too large to process (over {MAX_PIXELS // 1_000_000} megapixels)."
         ) from exc
     except UnidentifiedImageError as exc:
-        raise UnreadableMediaError("The file is not an image Pillow can read.") from exc
+        raise UnreadableMediaError(
+            "The file is not an image in a supported format "
+            "(JPEG, JPEG 2000, PNG, WebP, GIF, BMP, TIFF)."
+        ) from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise UnreadableMediaError(f"The image header cannot be read ({exc}).") from exc
     width, height = img.size
@@ -142,7 +148,7 @@ def is_photo(path: str | os.PathLike[str]) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PIL.DecompressionBombWarning)
-            with PIL.open(path):
+            with PIL.open(path, formats=PHOTO_FORMATS):
                 return True
     except PIL.DecompressionBombError:
         return True  # an image, refused later by load_photo with a clear error
