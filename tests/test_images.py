@@ -186,3 +186,34 @@ def test_is_photo_tells_stills_from_other_files(tmp_path: Path) -> None:
     assert is_photo(photo)
     assert not is_photo(clip)
     assert not is_photo(tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP"])
+def test_damaged_files_give_typed_errors_only(fmt: str) -> None:
+    """Random byte flips and cuts (seeded): every outcome is a picture or a MediaError."""
+    import random
+
+    from ecard.errors import EcardError
+
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    _gradient(100, 80).save(buf, fmt, **({"exif": exif.tobytes()} if fmt == "JPEG" else {}))
+    original = buf.getvalue()
+    rng = random.Random(fmt)
+    outcomes = {"ok": 0, "refused": 0}
+    for _ in range(150):
+        data = bytearray(original)
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            data = data[: rng.randrange(len(data))]
+        try:
+            image = load_photo(bytes(data))
+        except EcardError as exc:
+            assert isinstance(exc, MediaError), exc
+            outcomes["refused"] += 1
+        else:
+            assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+            outcomes["ok"] += 1
+    assert outcomes["refused"] > 0

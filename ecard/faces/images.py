@@ -88,6 +88,7 @@ def _open_checked(data: bytes) -> PILImage:
             # Pillow warns above ~89 MP (our own, lower limit is checked just below) and raises
             # above ~179 MP; opening reads the header only.
             warnings.simplefilter("ignore", PIL.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # malformed metadata: not the user's
             img = PIL.open(io.BytesIO(data), formats=PHOTO_FORMATS)
     except PIL.DecompressionBombError as exc:
         raise MediaTooLargeError(
@@ -181,9 +182,10 @@ def load_photo(source: PhotoSource, *, max_side: int | None = DEFAULT_MAX_SIDE) 
             img.draft("RGB", (max_side, max_side))
         with warnings.catch_warnings():
             warnings.simplefilter("error", PIL.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # e.g. "Tag data larger than file"
             img.load()
-        upright = ImageOps.exif_transpose(img) or img
-        rgb = _to_rgb(upright)
+            upright = ImageOps.exif_transpose(img) or img
+            rgb = _to_rgb(upright)
     except (PIL.DecompressionBombWarning, PIL.DecompressionBombError) as exc:
         raise MediaTooLargeError("The image is too large to process.") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
