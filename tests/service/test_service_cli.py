@@ -71,7 +71,6 @@ def test_db_upgrade_is_idempotent(instance: Path, capsys) -> None:
 
 @pytest.mark.shared_data
 def test_citizens_add_import_and_demo(instance: Path, tmp_path: Path, shared_data: Path, capsys):
-    pytest.importorskip("ecard.faces.match", reason="the ID-photo matcher has not landed yet")
     faces = shared_data / "faces"
     photo = faces / "barack_obama" / "fr__obama.jpg"
     n1, n2, n3 = make_id_number(1), make_id_number(2), make_id_number(3)

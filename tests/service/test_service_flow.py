@@ -19,7 +19,6 @@ from svc_helpers import Clients, app_config, bearer, make_id_number, start_enrol
 from ecard.store import Store
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
-pytest.importorskip("ecard.faces.match", reason="the ID-photo matcher has not landed yet")
 
 CLIP = ("blink", "videos", "repeating-Blink-Detector__video.mp4")
 SENT = range(0, 100)
@@ -90,12 +89,20 @@ def _upload(client, enr: dict, frames: list[bytes]) -> Any:
     eid, tok = enr["enrollment_id"], enr["enrollment_token"]
     ch = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(tok))
     assert ch.status_code == 200 and ch.json["blinks"] == 2
-    data = {
-        "nonce": ch.json["nonce"],
-        "frames": [(io.BytesIO(f), f"f{i}.jpg") for i, f in enumerate(frames)],
-        "fps": str(FPS),
-    }
-    return client.post(f"/api/v1/enrollments/{eid}/liveness", data=data, headers=bearer(tok))
+    from werkzeug.datastructures import FileStorage, MultiDict
+    from werkzeug.test import encode_multipart
+
+    fields = MultiDict([("nonce", ch.json["nonce"]), ("fps", str(FPS))])
+    for i, f in enumerate(frames):
+        fields.add("frames", FileStorage(io.BytesIO(f), f"f{i}.jpg", content_type="image/jpeg"))
+    # Encoded in memory (the test client would spill a large body to an unclosed temp file).
+    boundary, body = encode_multipart(fields)
+    return client.post(
+        f"/api/v1/enrollments/{eid}/liveness",
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+        headers=bearer(tok),
+    )
 
 
 def test_whole_flow_on_a_real_clip(tmp_path, store: Store, face_models, clip_media) -> None:
