@@ -215,6 +215,42 @@ def test_jpeg_frames_thinned_to_webcam_rate(face_models):
     assert r.blinks == 6 and [e.kind for e in r.events].count("long_closure") == 2
 
 
+def page_frames(path: Path) -> list[tuple[bytes, float]]:
+    """What the enrollment page uploads: ~12 fps, long side <= 480 px, JPEG quality 85."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    out, i, due = [], 0, 0.0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        t, i = i * 1000.0 / fps, i + 1
+        if t + 1e-6 < due:
+            continue
+        due += 1000.0 / 12
+        h, w = frame.shape[:2]
+        scale = min(1.0, 480 / max(h, w))
+        frame = cv2.resize(
+            frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
+        )
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        out.append((buf.tobytes(), t))
+    cap.release()
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "blinks", "long_closures"),
+    [("repeating-Blink-Detector__video.mp4", 6, 2), ("jakubvlk-BlinkRate__blink.mov", 4, 1)],
+)
+def test_frames_as_the_enrollment_page_sends_them(face_models, name, blinks, long_closures):
+    r = analyze_frames(page_frames(clip("videos", name)), models=face_models)
+    assert r.live and r.blinks == blinks
+    assert [e.kind for e in r.events].count("long_closure") == long_closures
+
+
 def test_jpeg_frames_of_a_tiny_clip(face_models):
     frames = jpeg_frames(clip("videos", "DinoMan-blink-detector__example.mp4"))
     r = analyze_frames(frames, models=face_models)

@@ -49,7 +49,7 @@ class BlinkPolicy:
     #: longest dip (ms, at half depth) around a blink: slower dips are gaze or posture changes
     max_dip_ms: int = 1200
     #: longest fall (ms) from nearly open to the deepest frame: a blink shuts in about 0.1 s
-    max_fall_ms: int = 300
+    max_fall_ms: int = 400
     #: missing frames (no face) bridged inside one closure
     max_gap_frames: int = 1
     #: blinks needed for ``live`` when no challenge is given
