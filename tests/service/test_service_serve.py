@@ -1,0 +1,74 @@
+"""`ecard serve` for real: gunicorn with the preloaded app, a fresh instance folder, metrics
+aggregated over the workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_ecard_serve_creates_the_instance_and_serves(tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    port = _free_port()
+    env = {**os.environ, "ECARD_INSTANCE": str(instance), "ECARD_LOG_LEVEL": "warning"}
+    env.pop("ECARD_DATABASE_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ecard.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        status = 0
+        while time.monotonic() < deadline and status != 200:
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            try:
+                status, body = _get(base + "/readyz")
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200 and json.loads(body)["status"] == "ready"
+        assert (instance / "ecard.sqlite3").exists() and (instance / "keys").is_dir()
+        for _ in range(6):  # whichever worker answers, /metrics adds all workers up
+            assert _get(base + "/healthz")[0] == 200
+        status, text = _get(base + "/metrics")
+        line = next(
+            ln
+            for ln in text.decode().splitlines()
+            if ln.startswith('ecard_http_requests_total{endpoint="/healthz"')
+        )
+        assert float(line.rsplit(" ", 1)[1]) == 6.0
+        status, body = _get(base + "/api/v1/nothing")
+        assert status == 404 and json.loads(body)["error"] == "not_found"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if server.stderr:
+            server.stderr.close()
+    assert server.returncode == 0
