@@ -6,6 +6,7 @@
          |                   ^                       |  (failed, attempts left)
          |                   +-----------------------+
          +-> expired (15 min, from any open state)   +-> locked (third failed attempt)
+         +-> failed (consent declined)
 
 Every step runs in one write transaction that re-reads the enrollment row (``FOR UPDATE`` on
 PostgreSQL; SQLite holds the write lock from ``BEGIN IMMEDIATE``), checks the state and expiry,
@@ -37,7 +38,6 @@ from ecard.errors import (
     CardConflictError,
     CardStateError,
     CitizenNotFoundError,
-    ConsentRequiredError,
     EnrollmentExpiredError,
     EnrollmentLockedError,
     NonceError,
@@ -394,11 +394,29 @@ class Enrollments:
         agreement_version: str | None = None,
         now: datetime | None = None,
     ) -> str:
-        """Record the consent with the agreement version and time; returns the new state."""
+        """Record the consent with the agreement version and time; returns the new state.
+
+        Declining (``agree`` False) ends the enrollment: state ``failed``, reason
+        ``consent_declined`` (the channel sees it; a new enrollment can start any time).
+        """
         now = _now(now)
         self._step(enrollment_id, now)
         if not agree:
-            raise ConsentRequiredError()
+            with self.store.write() as s:
+                row = self._locked_row(s, enrollment_id, now)
+                if row.state != "authorized":
+                    raise StateError(f"Consent was already given (state: {row.state}).")
+                row.state, row.reason, row.finished_at = "failed", "consent_declined", now
+                record(
+                    s,
+                    actor="citizen",
+                    action="consent",
+                    outcome="declined",
+                    enrollment_id=enrollment_id,
+                    detail=f"agreement {AGREEMENT_VERSION}",
+                    now=now,
+                )
+            return "failed"
         if agreement_version is not None and agreement_version != AGREEMENT_VERSION:
             raise StateError(
                 f"The agreement has changed (now version {AGREEMENT_VERSION}); read it again."

@@ -106,7 +106,8 @@ def consent(enrollment_id: str) -> Response:
     if version is not None and not isinstance(version, str):
         raise InvalidFieldError("The field 'agreement_version' must be a string.")
     state = enr.consent(enrollment_id, agree, agreement_version=version)
-    return jsonify(state=state, agreement_version=AGREEMENT_VERSION)
+    reason = "consent_declined" if state == "failed" else None
+    return jsonify(state=state, agreement_version=AGREEMENT_VERSION, reason=reason)
 
 
 @bp.post("/<enrollment_id>/challenge")

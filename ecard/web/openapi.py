@@ -106,7 +106,9 @@ SCHEMAS: dict[str, Any] = {
         ["enrollment_id", "state", "citizen", "agreement", "attempts_left", "timeline"],
     ),
     "Consent": _obj({"agree": B, "agreement_version": S}, ["agree"]),
-    "Consented": _obj({"state": S, "agreement_version": S}, ["state", "agreement_version"]),
+    "Consented": _obj(
+        {"state": S, "agreement_version": S, "reason": NS}, ["state", "agreement_version"]
+    ),
     "Challenge": _obj(
         {
             "nonce": S,
@@ -260,7 +262,7 @@ def build_document() -> dict[str, Any]:
         "/api/v1/enrollments/{enrollment_id}/consent": {
             "parameters": [EID],
             "post": _op(
-                "Accept the agreement (its version and the time are recorded)",
+                "Accept (or decline: the enrollment ends) the agreement; version and time recorded",
                 (200, "Consented"),
                 enroll_errs,
                 body="Consent",

@@ -52,15 +52,23 @@ def test_authorize_show_consent_challenge(client, store: Store, creds) -> None:
     assert consent_step[0]["actor"] == "citizen"
 
 
-def test_declining_the_agreement_changes_nothing(client, store: Store, creds) -> None:
+def test_declining_the_agreement_ends_the_enrollment(client, store: Store, creds) -> None:
     enr = start_enrollment(client, creds, insert_citizen(store))
     eid, tok = enr["enrollment_id"], enr["enrollment_token"]
     r = client.post(
+        f"/api/v1/enrollments/{eid}/consent", json={"agree": "yes"}, headers=bearer(tok)
+    )
+    assert r.status_code == 422 and r.json["error"] == "invalid_field"
+    r = client.post(
         f"/api/v1/enrollments/{eid}/consent", json={"agree": False}, headers=bearer(tok)
     )
-    assert r.status_code == 422 and r.json["error"] == "consent_required"
+    assert r.status_code == 200 and r.json["state"] == "failed"
+    assert r.json["reason"] == "consent_declined"
     r = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(tok))
     assert r.status_code == 409
+    shown = client.get(f"/api/v1/enrollments/{eid}", headers=creds.channel).json
+    assert shown["state"] == "failed" and shown["timeline"][-1]["outcome"] == "declined"
+    assert shown["consent"] is None
 
 
 def test_random_challenge_has_one_to_three_spaced_cues() -> None:
