@@ -42,6 +42,9 @@ def error_response(exc: EcardError) -> Response:
 
 def _from_http(exc: HTTPException) -> Response:
     status = exc.code or 500
+    prebuilt = exc.response
+    if isinstance(prebuilt, Response) and prebuilt.mimetype == "application/json":
+        return prebuilt  # already our shape (the rate limiter's 429 with Retry-After)
     cls = _HTTP_CODES.get(status)
     if cls is not None:
         err = cls()

@@ -9,11 +9,15 @@ shares the counters between workers and nodes. The storage is always configured 
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 from typing import Any
 
-from flask import Flask, request
-from flask_limiter import Limiter
+from flask import Flask, Response, request
+from flask_limiter import Limiter, RequestLimit
 
+from ecard.errors import RateLimitedError
+from ecard.web.errors import error_response
 from ecard.web.services import Services
 
 #: Routes a channel or hospital calls with HTTP Basic: limited per presented credential.
@@ -38,6 +42,13 @@ def channel_key() -> str:
     return "ch:" + hashlib.sha256(header.encode("utf-8", "replace")).hexdigest()[:24]
 
 
+def _breached(limit: RequestLimit) -> Response:
+    """The 429 answer: our JSON error shape, with Retry-After in whole seconds."""
+    resp = error_response(RateLimitedError())
+    resp.headers["Retry-After"] = str(max(1, math.ceil(limit.reset_at - time.time())))
+    return resp
+
+
 def init_limits(app: Flask, svc: Services) -> Limiter:
     """Attach a limiter to ``app`` (call after every blueprint is registered)."""
     web = svc.web
@@ -45,7 +56,10 @@ def init_limits(app: Flask, svc: Services) -> Limiter:
         key_func=client_ip,
         app=app,
         default_limits=[web.ratelimit_ip],
-        headers_enabled=True,
+        # X-RateLimit-* headers cost a storage round trip per request; the 429 answer carries
+        # Retry-After (see _breached).
+        headers_enabled=False,
+        on_breach=_breached,
         storage_uri=web.ratelimit_storage_url,
         key_prefix="ecard",
         enabled=web.ratelimit_enabled,
