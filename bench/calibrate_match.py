@@ -48,6 +48,9 @@ from ecard.faces.match import (
 from ecard.faces.models import PROJECT_ROOT, shared_models
 
 DEFAULT_FACES = PROJECT_ROOT.parent / "shared" / "data" / "faces"
+#: JPEG 2000 compression ratios of the chip photo scored for robustness (not for the threshold):
+#: 12 is ~3 kB, 30 is ~1.3 kB (the size of a real chip photo) at 102 x 126.
+JP2_RATIOS = (12, 20, 30)
 
 
 def _versions() -> dict[str, str]:
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     files = photo_files(root)
     duplicates = near_duplicates(root / "PROVENANCE.md")
     t0 = time.perf_counter()
-    entries = list(encode_entries(files, root, models))
+    entries = list(encode_entries(files, root, models, jp2_ratios=JP2_RATIOS))
     encode_s = time.perf_counter() - t0
     full = score_pairs(entries, duplicates, chip=False)
     chip = score_pairs(entries, duplicates, chip=True)
@@ -124,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     chip_ms = statistics.median(costs) * 1000
 
     print(f"{len(entries)} photos, {len(duplicates)} near-duplicate groups excluded from genuine")
-    print(f"encoded in {encode_s:.1f} s; template_from_photo on a 102x126 chip: "
-          f"median {chip_ms:.1f} ms CPU over {len(costs)} chips")
+    print(
+        f"encoded in {encode_s:.1f} s; template_from_photo on a 102x126 chip: "
+        f"median {chip_ms:.1f} ms CPU over {len(costs)} chips"
+    )
     print(f"{'threshold':>9} | {'full FNMR':>9} {'FM':>4} | {'102x126 FNMR':>12} {'FM':>4}")
     grid = sorted({*np.round(np.arange(0.50, 0.605, 0.01), 2).tolist(), threshold})
     for t in grid:
@@ -135,9 +140,24 @@ def main(argv: list[str] | None = None) -> int:
             f"{chip.fnmr(t) * 100:11.2f}% {chip.false_matches(t):4d}{mark}"
         )
     for label, scores in (("full", full), ("102x126", chip)):
-        print(f"{label}: {len(scores.genuine)} genuine, {len(scores.impostor)} impostor pairs; "
-              f"max genuine {max(d for d, _, _ in scores.genuine if np.isfinite(d)):.4f}, "
-              f"min impostor {scores.impostor[0][0]:.4f}")
+        print(
+            f"{label}: {len(scores.genuine)} genuine, {len(scores.impostor)} impostor pairs; "
+            f"max genuine {max(d for d, _, _ in scores.genuine if np.isfinite(d)):.4f}, "
+            f"min impostor {scores.impostor[0][0]:.4f}"
+        )
+
+    robustness = {}
+    for ratio in JP2_RATIOS:
+        jp2 = score_pairs(entries, duplicates, chip=True, jp2_ratio=ratio)
+        robustness[f"chip_102x126_jpeg2000_ratio_{ratio}"] = {
+            "fnmr": round(jp2.fnmr(threshold), 5),
+            "false_matches": jp2.false_matches(threshold),
+            "impostor_pairs": len(jp2.impostor),
+            "min_impostor_distance": round(jp2.impostor[0][0], 4),
+        }
+        print(f"102x126 as JPEG 2000 ratio {ratio}: FNMR {jp2.fnmr(threshold) * 100:.2f}%, "
+              f"false matches {jp2.false_matches(threshold)} of {len(jp2.impostor)} "
+              f"at {threshold} (min impostor {jp2.impostor[0][0]:.4f})")
 
     section = {
         "threshold": threshold,
@@ -167,12 +187,12 @@ def main(argv: list[str] | None = None) -> int:
                 "face_share_of_width": CHIP_FACE_SHARE,
                 "face_centre_y": CHIP_FACE_CENTRE_Y,
                 "jpeg_quality": CHIP_JPEG_QUALITY,
-                "pairs": "ID side = chip of photo A, live side = photo B at full size, "
-                "both orders",
+                "pairs": "ID side = chip of photo A, live side = photo B at full size, both orders",
             },
         },
         "full_size": _summary(full, threshold),
         "chip_102x126": _summary(chip, threshold),
+        "robustness_not_used_for_threshold": robustness,
         "template_from_photo_102x126_median_ms_cpu": round(chip_ms, 1),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "versions": _versions(),
