@@ -63,8 +63,10 @@ def main() -> None:
 
     med_ours = statistics.median(ours) * 1000
     med_base = statistics.median(base) * 1000
-    print(f"template_from_photo, 102x126 chip: median {med_ours:.1f} ms CPU "
-          f"({len(ours)} runs over {len(chips)} chips)")
+    print(
+        f"template_from_photo, 102x126 chip: median {med_ours:.1f} ms CPU "
+        f"({len(ours)} runs over {len(chips)} chips)"
+    )
     print(f"textbook face_recognition on the same chips: median {med_base:.1f} ms CPU")
     print(f"ratio ours/textbook: {med_ours / med_base:.2f}")
     print(f"match_template, 3 live encodings: median {statistics.median(compare) * 1e6:.0f} µs")
