@@ -155,9 +155,11 @@ def main(argv: list[str] | None = None) -> int:
             "impostor_pairs": len(jp2.impostor),
             "min_impostor_distance": round(jp2.impostor[0][0], 4),
         }
-        print(f"102x126 as JPEG 2000 ratio {ratio}: FNMR {jp2.fnmr(threshold) * 100:.2f}%, "
-              f"false matches {jp2.false_matches(threshold)} of {len(jp2.impostor)} "
-              f"at {threshold} (min impostor {jp2.impostor[0][0]:.4f})")
+        print(
+            f"102x126 as JPEG 2000 ratio {ratio}: FNMR {jp2.fnmr(threshold) * 100:.2f}%, "
+            f"false matches {jp2.false_matches(threshold)} of {len(jp2.impostor)} "
+            f"at {threshold} (min impostor {jp2.impostor[0][0]:.4f})"
+        )
 
     section = {
         "threshold": threshold,

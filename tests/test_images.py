@@ -133,11 +133,22 @@ def _truncated_jpeg() -> bytes:
 
 BAD_INPUTS = [
     ("empty", lambda: b"", EmptyMediaError, "empty"),
-    ("not an image", lambda: b"%PDF-1.4 hello, this is not a picture" * 10, UnreadableMediaError,
-     "not an image"),
+    (
+        "not an image",
+        lambda: b"%PDF-1.4 hello, this is not a picture" * 10,
+        UnreadableMediaError,
+        "not an image",
+    ),
     ("truncated jpeg", _truncated_jpeg, UnreadableMediaError, "truncated"),
-    ("eps (would run Ghostscript)", lambda: b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n"
-     b"0 0 moveto 64 64 lineto stroke\n%%EOF\n", UnreadableMediaError, "supported format"),
+    (
+        "eps (would run Ghostscript)",
+        lambda: (
+            b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n"
+            b"0 0 moveto 64 64 lineto stroke\n%%EOF\n"
+        ),
+        UnreadableMediaError,
+        "supported format",
+    ),
     ("10000 x 10000 png", lambda: _png_bomb(10_000, 10_000), MediaTooLargeError, "10000 x 10000"),
     ("1 x 1 png", lambda: _png(Image.new("RGB", (1, 1))), ImageTooSmallError, "1 x 1"),
     ("20 x 500 png", lambda: _png(Image.new("RGB", (20, 500))), ImageTooSmallError, "20 x 500"),

@@ -145,13 +145,21 @@ def test_genuine_pair_matches_and_impostor_does_not(face_models) -> None:
 @pytest.mark.parametrize(
     ("id_photo", "same", "other"),
     [
-        (("barack_obama", "fr__obama.jpg"), ("barack_obama", "fr__obama3.jpg"),
-         ("joe_biden", "fr__knn_train_biden2.jpg")),
-        (("angelina_jolie", "df__img1.jpg"), ("angelina_jolie", "df__img7.jpg"),
-         ("scarlett_johansson", "df__img47.jpg")),
-        (("colin_powell", "lfw__Colin_Powell_0001.jpg"),
-         ("colin_powell", "lfw__Colin_Powell_0005.jpg"),
-         ("donald_rumsfeld", "lfw__Donald_Rumsfeld_0001.jpg")),
+        (
+            ("barack_obama", "fr__obama.jpg"),
+            ("barack_obama", "fr__obama3.jpg"),
+            ("joe_biden", "fr__knn_train_biden2.jpg"),
+        ),
+        (
+            ("angelina_jolie", "df__img1.jpg"),
+            ("angelina_jolie", "df__img7.jpg"),
+            ("scarlett_johansson", "df__img47.jpg"),
+        ),
+        (
+            ("colin_powell", "lfw__Colin_Powell_0001.jpg"),
+            ("colin_powell", "lfw__Colin_Powell_0005.jpg"),
+            ("donald_rumsfeld", "lfw__Donald_Rumsfeld_0001.jpg"),
+        ),
     ],
     ids=["obama", "jolie", "powell"],
 )

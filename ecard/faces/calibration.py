@@ -127,9 +127,7 @@ def chip_photo(image: Image, box: Box) -> bytes:
         src, matrix, CHIP_SIZE, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
     buf = io.BytesIO()
-    PIL.fromarray(np.asarray(chip, dtype=np.uint8)).save(
-        buf, "JPEG", quality=CHIP_JPEG_QUALITY
-    )
+    PIL.fromarray(np.asarray(chip, dtype=np.uint8)).save(buf, "JPEG", quality=CHIP_JPEG_QUALITY)
     return buf.getvalue()
 
 

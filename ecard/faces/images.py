@@ -121,9 +121,7 @@ def _to_rgb(img: PILImage) -> PILImage:
 
     if img.mode == "RGB":
         return img
-    has_alpha = img.mode in ("RGBA", "LA", "PA") or (
-        img.mode == "P" and "transparency" in img.info
-    )
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
     if has_alpha:
         rgba = img.convert("RGBA")
         background = PIL.new("RGBA", rgba.size, (255, 255, 255, 255))

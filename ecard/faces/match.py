@@ -95,9 +95,7 @@ class FaceTemplate:
         """Read :meth:`to_bytes` output; :class:`~ecard.errors.TemplateError` if it is not one."""
         data = bytes(data)
         if len(data) != _TEMPLATE_BYTES:
-            raise TemplateError(
-                f"A face template has {_TEMPLATE_BYTES} bytes, not {len(data)}."
-            )
+            raise TemplateError(f"A face template has {_TEMPLATE_BYTES} bytes, not {len(data)}.")
         magic, version, encoder = _HEADER.unpack_from(data)
         if magic != _MAGIC:
             raise TemplateError("The data is not an ecard face template.")
@@ -173,7 +171,7 @@ def load_calibration(path: Path | None = None) -> MatchCalibration:
         threshold = float(section["threshold"])
         method = str(section.get("method", ""))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelMissingError(f"{path} has no valid \"match\" calibration: {exc}") from exc
+        raise ModelMissingError(f'{path} has no valid "match" calibration: {exc}') from exc
     if not 0.0 < threshold < 2.0:
         raise ModelMissingError(f"{path}: match threshold {threshold} is out of range.")
     result = MatchCalibration(threshold=threshold, method=method, path=path)
@@ -241,9 +239,7 @@ def template_from_photo(source: PhotoSource, *, models: FaceModels) -> FaceTempl
     return FaceTemplate(encode_photo(image, models=models))
 
 
-def encodings_from_media(
-    source: str | os.PathLike[str], *, models: FaceModels
-) -> list[Encoding]:
+def encodings_from_media(source: str | os.PathLike[str], *, models: FaceModels) -> list[Encoding]:
     """Live-side encodings of a file: one for a photo, the liveness samples for a clip.
 
     A still image gives the encoding of its one face (:func:`encode_photo`). Anything else (a
