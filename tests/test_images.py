@@ -228,3 +228,31 @@ def test_damaged_files_give_typed_errors_only(fmt: str) -> None:
             assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
             outcomes["ok"] += 1
     assert outcomes["refused"] > 0
+
+
+def test_bomb_costs_no_memory(tmp_path: Path) -> None:
+    """Measured in a fresh process: refusing the 10,000 x 10,000 PNG keeps the peak RSS small
+    (decoding it would take 100 MB gray + 300 MB RGB)."""
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_bomb(10_000, 10_000))
+    code = (
+        "import resource, sys\n"
+        "from ecard.errors import MediaTooLargeError\n"
+        "from ecard.faces.images import load_photo\n"
+        "import numpy, PIL.Image\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    load_photo(sys.argv[1], max_side=None)\n"
+        "except MediaTooLargeError:\n"
+        "    pass\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    grown_kib = int(proc.stdout.strip())
+    assert grown_kib < 20_000  # < 20 MB over the imports
