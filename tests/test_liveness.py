@@ -372,3 +372,34 @@ def test_cli_liveness_not_live_is_exit_0(face_models, capsys):
     assert main(["liveness", str(path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["live"] is False and out["reason"] == "no_blink"
+
+
+# --- media limits and frame order (no models needed) ------------------------------------------
+
+
+def test_folder_frames_are_taken_in_natural_name_order(tmp_path):
+    for name in ("f_10.jpg", "f_2.jpg", "f_1.jpg", "notes.txt", "F_3.JPG"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in folder_frames(tmp_path)] == [
+        "f_1.jpg",
+        "f_2.jpg",
+        "F_3.JPG",
+        "f_10.jpg",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("limits", "frames"),
+    [
+        ({"max_frames": 3}, 4),
+        ({"max_duration_ms": 1000}, 20),
+        ({"max_bytes": 100}, 2),
+    ],
+)
+def test_frame_lists_over_the_limits_are_refused_before_decoding(limits, frames):
+    from ecard.liveness.media import iter_jpegs
+    from ecard.liveness.policy import MediaLimits
+
+    data = [(b"\xff\xd8\xff" + b"0" * 100, i * 100.0) for i in range(frames)]
+    with pytest.raises(MediaTooLargeError):
+        list(iter_jpegs(data, MediaLimits(**limits)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import re
 import tempfile
@@ -103,14 +104,15 @@ def iter_jpegs(frames: Sequence[tuple[bytes, float]], limits: MediaLimits) -> It
         raise MediaTooLargeError(f"The frames exceed {limits.max_bytes} bytes in total.")
     if len(frames) < limits.min_frames:
         raise TooFewFramesError(f"At least {limits.min_frames} frames are needed.")
-    last = -1.0
-    for data, t_ms in frames:
-        t = float(t_ms)
-        if not np.isfinite(t) or t <= last:
-            raise UnreadableMediaError("Frame timestamps must be numbers that increase.")
-        if t - frames[0][1] > limits.max_duration_ms:
-            raise MediaTooLargeError(f"The frames span more than {limits.max_duration_ms} ms.")
-        last = t
+    try:
+        times = [float(t) for _, t in frames]
+    except (TypeError, ValueError):
+        raise UnreadableMediaError("Frame timestamps must be numbers that increase.") from None
+    if not all(np.isfinite(t) for t in times) or any(b <= a for a, b in itertools.pairwise(times)):
+        raise UnreadableMediaError("Frame timestamps must be numbers that increase.")
+    if times[-1] - times[0] > limits.max_duration_ms:
+        raise MediaTooLargeError(f"The frames span more than {limits.max_duration_ms} ms.")
+    for (data, _), t in zip(frames, times, strict=True):
         yield decode_image(data, limits), t
 
 
@@ -175,9 +177,11 @@ def _iter_capture(path: str, limits: MediaLimits) -> Iterator[TimedFrame]:
         height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         _check_size(width, height, limits)
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        # a frame count is only trusted with a plausible constant rate: browser webm (variable
+        # rate, often reported as 1000 fps) has no reliable count, so it is not checked
+        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if 1.0 <= fps <= 120.0 else 0
         if not 1.0 <= fps <= 240.0:
             fps = 30.0
-        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         count = 0
         last_t = -1.0
         while True:
