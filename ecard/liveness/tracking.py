@@ -44,6 +44,11 @@ def _thumbnail(gray: Image, box: Box) -> Image:
     return np.asarray(cv2.resize(crop, (24, 24), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
+def change_score(new: npt.NDArray[np.float64], old: npt.NDArray[np.float64]) -> float:
+    """Mean absolute change between two face thumbnails, in units of the old one's contrast."""
+    return float(np.mean(np.abs(new - old))) / (float(np.std(old)) + 1.0)
+
+
 @dataclass(frozen=True)
 class Observation:
     """One frame's result: the landmarks (None when no face) and, when detection ran, the count
@@ -78,7 +83,6 @@ class FaceTracker:
         self._rel: tuple[float, float, float, float] | None = None
         self._last_detect_t = -1e18
         self._thumb: Image | None = None
-        self.change_scores: list[float] = []
         self.detections = 0
 
     def _detect(self, gray: Image, check: bool = False) -> list[Box]:
@@ -140,9 +144,7 @@ class FaceTracker:
             return False
         a = thumb.astype(np.float64)
         b = self._thumb.astype(np.float64)
-        score = float(np.mean(np.abs(a - b))) / (float(np.std(b)) + 1.0)
-        self.change_scores.append(score)
-        return score > CHANGE_LIMIT
+        return change_score(a, b) > CHANGE_LIMIT
 
     def _moved(self, new: Points) -> float:
         """Median motion of the stable landmarks since the last frame, in interocular units."""
