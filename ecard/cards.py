@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -47,6 +47,7 @@ from ecard.errors import (
     WrongPinError,
 )
 from ecard.store.audit import record
+from ecard.store.db import FastScalar
 from ecard.store.models import AuditEvent, Card, Citizen, Enrollment, StatusListRow
 
 if TYPE_CHECKING:
@@ -670,6 +671,9 @@ def _allocate_status_slot(s: Session) -> tuple[int, int]:
 
 # --- cards -------------------------------------------------------------------------------------
 
+#: Compiled status queries per engine (see :class:`~ecard.store.db.FastScalar`).
+_STATUS_QUERIES: dict[int, FastScalar] = {}
+
 
 class Cards:
     """The card lifecycle after issuance: lookup, PIN checks with lockout, suspend, status list."""
@@ -688,8 +692,13 @@ class Cards:
 
     def status_of(self, card_id: str) -> str | None:
         """The card's current status (one indexed read, no caching), or None if unknown."""
-        with self.store.engine.connect() as conn:
-            value = conn.execute(select(Card.status).where(Card.id == card_id)).scalar()
+        query = _STATUS_QUERIES.get(id(self.store.engine))
+        if query is None:
+            stmt = select(Card.status).where(Card.id == bindparam("card_id"))
+            query = _STATUS_QUERIES.setdefault(
+                id(self.store.engine), FastScalar(self.store.engine, stmt)
+            )
+        value = query(card_id=card_id)
         return None if value is None else str(value)
 
     def by_number(self, card_no: str) -> CardInfo:

@@ -74,11 +74,21 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 
 def _install_hooks(app: Flask) -> None:
+    api_headers = {
+        **SECURITY_HEADERS,
+        "Content-Security-Policy": API_CSP,
+        "Cache-Control": "no-store",
+    }
+
     @app.after_request
     def _security_headers(resp: Response) -> Response:
-        for key, value in SECURITY_HEADERS.items():
-            resp.headers.setdefault(key, value)
-        if (resp.mimetype or "").startswith("application/"):
-            resp.headers.setdefault("Content-Security-Policy", API_CSP)
-            resp.headers.setdefault("Cache-Control", "no-store")
+        wanted = (
+            api_headers if (resp.mimetype or "").startswith("application/") else SECURITY_HEADERS
+        )
+        # One pass over the present names: werkzeug's setdefault raises and builds an HTTP
+        # error object for every missing header, which costs more than the rest of this hook.
+        present = {key.lower() for key, _ in resp.headers.items()}
+        for key, value in wanted.items():
+            if key.lower() not in present:
+                resp.headers[key] = value
         return resp
