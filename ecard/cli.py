@@ -394,7 +394,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ecard.config import load_settings
     from ecard.demo import prepare_demo
 
-    _print_json(prepare_demo(load_settings()).to_dict())
+    # Indented for the person reading the terminal; still one JSON document for scripts.
+    sys.stdout.write(json.dumps(prepare_demo(load_settings()).to_dict(), indent=2) + "\n")
     return 0
 
 
