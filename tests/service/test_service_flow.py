@@ -4,7 +4,8 @@ liveness + ID-photo match on real frames, PIN, card, QR, hospital scan, suspensi
 Clip: ``blink/videos/repeating-Blink-Detector__video.mp4`` (a phone selfie, 23.86 fps; blinks
 at frames ~10-13, 40-43 and 82-85 per PROVENANCE.md). The frames sent are 0-99 (4.2 s). The
 citizen's ID photo is frame 205 of the same clip (eyes open, 4.3 s after the last frame sent),
-cropped around the face and downscaled to 102 x 126 like an ID-card chip photo.
+cropped around the face and downscaled to 102 x 126 like an ID-card chip photo. The upload is
+sent both as JPEG frames (with ``fps``) and as an MP4 of the same frames.
 """
 
 from __future__ import annotations
@@ -67,12 +68,22 @@ def _id_photo(bgr: Any, models: Any) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def clip_media(face_models, shared_data: Path) -> dict[str, Any]:
+def clip_media(face_models, shared_data: Path, tmp_path_factory) -> dict[str, Any]:
+    import cv2
+
     # shared_data (tests/conftest.py, built on shared_path) skips where ../shared/data is absent.
     path = shared_data.joinpath(*CLIP)
     frames = _frames(path, {*SENT, ID_FRAME})
+    # The same 100 frames as an MP4 clip, for the `video` form of the upload.
+    mp4 = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (w, h))
+    for i in SENT:
+        writer.write(frames[i])
+    writer.release()
     return {
         "frames": [_jpeg(frames[i]) for i in SENT],
+        "video": mp4.read_bytes(),
         "id_photo": _id_photo(frames[ID_FRAME], face_models),
     }
 
@@ -176,3 +187,38 @@ def test_another_persons_id_photo_does_not_match(
     assert r.json["live"] is True and r.json["match"] is False
     assert r.json["state"] == "consented" and r.json["attempts_left"] == 2
     assert r.json["reason"] == "no_match"
+
+
+def test_a_video_upload_works_the_same(tmp_path, store: Store, face_models, clip_media) -> None:
+    from ecard.web import create_app
+
+    app = create_app(app_config(tmp_path, store, face_models))
+    client = app.test_client()
+    creds = Clients(store)
+    number = _register(store, face_models, clip_media["id_photo"], 3)
+    enr = start_enrollment(client, creds, number, name="Zhang Wei")
+    eid, tok = enr["enrollment_id"], enr["enrollment_token"]
+    client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
+    nonce = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(tok)).json["nonce"]
+    from werkzeug.datastructures import FileStorage, MultiDict
+    from werkzeug.test import encode_multipart
+
+    fields = MultiDict([("nonce", nonce)])
+    fields.add("video", FileStorage(io.BytesIO(clip_media["video"]), "clip.mp4"))
+    boundary, body = encode_multipart(fields)
+    r = client.post(
+        f"/api/v1/enrollments/{eid}/liveness",
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+        headers=bearer(tok),
+    )
+    assert r.status_code == 200, r.json
+    assert r.json["live"] is True and r.json["match"] is True and r.json["state"] == "verified"
+    # The nonce was spent: the same upload again is refused without analysis.
+    r = client.post(
+        f"/api/v1/enrollments/{eid}/liveness",
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+        headers=bearer(tok),
+    )
+    assert r.status_code == 409
