@@ -32,6 +32,45 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
+def hello_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """A bare WSGI app: what gunicorn alone can serve on this machine (no Flask, no ecard)."""
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "15")])
+    return [b'{"status":"ok"}']
+
+
+def _bare_gunicorn(seconds: int, conns: int) -> dict[str, float]:
+    port = _free_port()
+    workers = os.environ.get("ECARD_WORKERS", "2")
+    threads = os.environ.get("ECARD_THREADS", "4")
+    kind = os.environ.get("ECARD_WORKER_CLASS", "gthread")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            workers,
+            "-k",
+            kind,
+            "--threads",
+            threads,
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "--no-control-socket",
+            "bench.bench_service:hello_app",
+        ],
+        cwd=REPO,
+    )
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/")
+        return _wrk(f"http://127.0.0.1:{port}/", seconds, conns, None)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -230,6 +269,11 @@ def main() -> None:
             f"  p99 {r['p99_ms']:6.2f} ms  non-2xx {int(r['non_2xx'])}"
         )
     print(f"  verify / trivial throughput ratio: {verify['rps'] / trivial['rps']:.2f}")
+    bare = _bare_gunicorn(seconds, conns)
+    print(
+        f"  {'bare WSGI app, same gunicorn':28s} {bare['rps']:8.0f} req/s"
+        f"  p50 {bare['p50_ms']:6.2f} ms  p99 {bare['p99_ms']:6.2f} ms  (the server's own ceiling)"
+    )
     for m in memory:
         print(f"  worker {int(m['pid'])}: RSS {m['rss_mb']:.0f} MB, PSS {m['pss_mb']:.0f} MB")
     ok = verify["rps"] >= 1500 and verify["p99_ms"] <= 50
