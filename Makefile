@@ -28,7 +28,7 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
 serve: $(STAMP)
-	$(BIN)/ecard demo
+	$(BIN)/ecard demo --enroll
 	$(BIN)/ecard serve --host 127.0.0.1 --port 8000
 
 bench: $(STAMP)

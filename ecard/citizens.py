@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ecard.errors import AlreadyExistsError, InputError, InvalidIdNumberError
+from ecard.errors import (
+    AlreadyExistsError,
+    CitizenNotFoundError,
+    InputError,
+    InvalidIdNumberError,
+)
 from ecard.store.models import Citizen
 
 if TYPE_CHECKING:
@@ -105,6 +110,20 @@ def add_citizen(
             return CitizenRecord(row.id, row.id_number, row.name)
     except IntegrityError:
         raise AlreadyExistsError("A citizen with this ID number is already registered.") from None
+
+
+def replace_photo(store: Store, *, id_number: str, photo: bytes, models: FaceModels) -> None:
+    """Replace a registered citizen's ID photo and its template (the old ones are overwritten)."""
+    number = validate_id_number(id_number)
+    from ecard.faces.match import template_from_photo
+
+    template = template_from_photo(photo, models=models)
+    with store.write() as s:
+        row = s.scalars(select(Citizen).where(Citizen.id_number == number)).first()
+        if row is None:
+            raise CitizenNotFoundError()
+        row.photo = photo
+        row.template = template.to_bytes()
 
 
 def find_citizen(store: Store, id_number: str) -> CitizenRecord | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -391,11 +392,24 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ecard.config import load_settings
     from ecard.demo import prepare_demo
 
+    photo = Path(args.photo).read_bytes() if args.photo else None
+    base = None
+    if args.enroll:
+        base = os.environ.get("ECARD_PUBLIC_URL") or f"http://{args.host}:{args.port}"
+    demo = prepare_demo(load_settings(), photo=photo, enroll_base=base)
     # Indented for the person reading the terminal; still one JSON document for scripts.
-    sys.stdout.write(json.dumps(prepare_demo(load_settings()).to_dict(), indent=2) + "\n")
+    sys.stdout.write(json.dumps(demo.to_dict(), indent=2) + "\n")
+    if demo.enroll_url is not None:
+        sys.stderr.write(
+            f"\nOpen this link to enroll the demo citizen (valid until {demo.enroll_expires_at};"
+            f" `.venv/bin/ecard demo --enroll` prints a new one):\n  {demo.enroll_url}\n"
+            f"Hospital desk: http://{args.host}:{args.port}/hospital\n\n"
+        )
     return 0
 
 
@@ -438,6 +452,14 @@ def _register_service_commands(sub: argparse._SubParsersAction[_Parser]) -> None
     )
 
     p = sub.add_parser("demo", help="prepare a demo instance (idempotent; prints credentials)")
+    p.add_argument("--photo", help="replace the demo citizen's ID photo (e.g. your own selfie)")
+    p.add_argument(
+        "--enroll",
+        action="store_true",
+        help="also start an enrollment for the demo citizen and print its page URL",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="host of the printed URL")
+    p.add_argument("--port", type=int, default=8000, help="port of the printed URL")
     p.set_defaults(handler=_cmd_demo)
 
     p = sub.add_parser("serve", help="serve the API and pages with gunicorn")

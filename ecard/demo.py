@@ -3,6 +3,10 @@
 Idempotent: the database is migrated, the signing key created on first run, and a demo channel
 (scopes ``enroll,verify``), a demo hospital (scope ``scan``) and a demo citizen are created once;
 their credentials live in ``<instance>/demo.json`` (mode 0600) and are printed every time.
+
+``photo`` replaces the demo citizen's ID photo (a newcomer's own selfie, for a real try with a
+webcam); ``enroll_base`` also starts a fresh enrollment for the demo citizen as the demo channel
+and returns the page URL to open (valid 15 minutes, like any enrollment link).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ecard.channels import ChannelCredentials, set_channel_secret
-from ecard.citizens import add_citizen, find_citizen
+from ecard.citizens import add_citizen, find_citizen, replace_photo
 from ecard.config import Settings
 from ecard.store import open_store
 
@@ -32,9 +36,19 @@ class DemoInstance:
     channel: dict[str, str]
     hospital: dict[str, str]
     citizen: dict[str, str]
+    enroll_url: str | None = None
+    enroll_expires_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"channel": self.channel, "hospital": self.hospital, "citizen": self.citizen}
+        out: dict[str, Any] = {
+            "channel": self.channel,
+            "hospital": self.hospital,
+            "citizen": self.citizen,
+        }
+        if self.enroll_url is not None:
+            out["enroll_url"] = self.enroll_url
+            out["enroll_expires_at"] = self.enroll_expires_at
+        return out
 
 
 def _secrets_file(settings: Settings) -> dict[str, str]:
@@ -53,8 +67,16 @@ def _creds(c: ChannelCredentials) -> dict[str, str]:
     return {"client_id": c.client_id, "client_secret": c.client_secret}
 
 
-def prepare_demo(settings: Settings) -> DemoInstance:
-    """Migrate, create the signing key and the demo channel, hospital and citizen (once)."""
+def prepare_demo(
+    settings: Settings, *, photo: bytes | None = None, enroll_base: str | None = None
+) -> DemoInstance:
+    """Migrate, create the signing key and the demo channel, hospital and citizen (once).
+
+    ``photo`` replaces the demo citizen's ID photo; ``enroll_base`` (e.g.
+    ``http://127.0.0.1:8000``) starts an enrollment and returns its page URL.
+    """
+    from ecard.cards import Enrollments
+    from ecard.channels import authenticate
     from ecard.faces.models import shared_models
     from ecard.tokens.keys import KeyStore
 
@@ -70,13 +92,23 @@ def prepare_demo(settings: Settings) -> DemoInstance:
                 store,
                 id_number=DEMO_ID_NUMBER,
                 name=DEMO_NAME,
-                photo=DEMO_PHOTO.read_bytes(),
+                photo=photo if photo is not None else DEMO_PHOTO.read_bytes(),
                 models=shared_models(),
             )
+        elif photo is not None:
+            replace_photo(store, id_number=DEMO_ID_NUMBER, photo=photo, models=shared_models())
+        url = expires = None
+        if enroll_base is not None:
+            ident = authenticate(store, ch.client_id, ch.client_secret)
+            auth = Enrollments(store).authorize(ident, DEMO_ID_NUMBER, DEMO_NAME)
+            url = f"{enroll_base.rstrip('/')}/enroll/{auth.token}"
+            expires = auth.expires_at.isoformat(timespec="seconds").replace("+00:00", "Z")
     finally:
         store.close()
     return DemoInstance(
         channel={"name": DEMO_CHANNEL, **_creds(ch)},
         hospital={"name": DEMO_HOSPITAL, **_creds(ho)},
         citizen={"id_number": DEMO_ID_NUMBER, "name": DEMO_NAME},
+        enroll_url=url,
+        enroll_expires_at=expires,
     )

@@ -95,3 +95,43 @@ def test_citizens_add_import_and_demo(instance: Path, tmp_path: Path, shared_dat
     assert main(["demo"]) == 0
     assert json.loads(capsys.readouterr().out) == first  # idempotent: same credentials
     assert first["citizen"]["id_number"] == "11010519491231002X"
+
+
+@pytest.mark.shared_data
+def test_demo_enroll_link_and_own_photo(instance: Path, shared_data: Path, capsys) -> None:
+    """`make serve` prints a working enrollment link; `--photo` puts the newcomer's face in."""
+    from sqlalchemy import select
+
+    from ecard.cards import Enrollments
+    from ecard.faces.match import FaceTemplate, match_template, template_from_photo
+    from ecard.faces.models import shared_models
+    from ecard.store import open_store
+    from ecard.store.models import Citizen, Enrollment
+
+    assert main(["demo", "--enroll", "--port", "8123"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    url = out["enroll_url"]
+    assert url.startswith("http://127.0.0.1:8123/enroll/") and url in captured.err
+    store = open_store(f"sqlite:///{instance / 'ecard.sqlite3'}")
+    try:
+        with store.read() as s:
+            enrollment_id = s.scalars(select(Enrollment.id)).one()
+        Enrollments(store).check_token(enrollment_id, url.rsplit("/", 1)[1])  # the link opens it
+        assert Enrollments(store).view(enrollment_id).state == "authorized"
+
+        own = shared_data / "faces" / "barack_obama" / "fr__obama.jpg"
+        assert main(["demo", "--photo", str(own)]) == 0
+        again = json.loads(capsys.readouterr().out)
+        assert again["channel"] == out["channel"] and "enroll_url" not in again
+        with store.read() as s:
+            row = s.scalars(select(Citizen)).one()
+            stored = FaceTemplate.from_bytes(row.template)
+        assert row.photo == own.read_bytes()
+        second = shared_data / "faces" / "barack_obama" / "fr__obama2.jpg"
+        probe = template_from_photo(second.read_bytes(), models=shared_models())
+        assert match_template(stored, [probe.encoding]).match  # now the newcomer's own face
+    finally:
+        store.close()
+
+    assert main(["demo", "--photo", "/nope.jpg"]) == 2
