@@ -268,6 +268,12 @@ def main() -> None:
             f"  {name:28s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
             f"  p99 {r['p99_ms']:6.2f} ms  non-2xx {int(r['non_2xx'])}"
         )
+    print(
+        "  rounds req/s: healthz "
+        + " ".join(f"{r['rps']:.0f}" for r in trivials)
+        + ", verify "
+        + " ".join(f"{r['rps']:.0f}" for r in verifies)
+    )
     print(f"  verify / trivial throughput ratio: {verify['rps'] / trivial['rps']:.2f}")
     bare = _bare_gunicorn(seconds, conns)
     print(
