@@ -57,12 +57,21 @@ if TYPE_CHECKING:
 
 #: The agreement the citizen accepts; its version is recorded with the consent.
 AGREEMENT_VERSION = "2026-11"
-AGREEMENT_TEXT = (
-    "I ask for an electronic social security card. I agree that ecard compares a short video of "
-    "my face with the photo on my ID record to check that I am the holder. The video and the face "
-    "measurements taken from it are used only for this check and deleted as soon as it ends; the "
-    "service keeps a record of each step (time and result) but no images."
-)
+#: The agreement in each language the pages offer; one version covers every translation.
+AGREEMENT_TEXTS: dict[str, str] = {
+    "en": (
+        "I ask for an electronic social security card. I agree that ecard compares a short video "
+        "of my face with the photo on my ID record to check that I am the holder. The video and "
+        "the face measurements taken from it are used only for this check and deleted as soon as "
+        "it ends; the service keeps a record of each step (time and result) but no images."
+    ),
+    "zh-CN": (
+        "本人申请电子社会保障卡。本人同意 ecard 将本人面部的短视频与本人身份登记照片进行比对，"
+        "以确认本人为持卡人。该视频及从中提取的面部特征仅用于本次核验，核验结束后立即删除；"
+        "服务仅保留每一步骤的记录（时间和结果），不保留任何图像。"
+    ),
+}
+AGREEMENT_TEXT = AGREEMENT_TEXTS["en"]
 ENROLLMENT_TTL = timedelta(minutes=15)
 NONCE_TTL = timedelta(seconds=120)
 MAX_LIVENESS_ATTEMPTS = 3

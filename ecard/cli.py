@@ -139,9 +139,7 @@ def _register_face_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     # matching part: `ecard match`
     p = sub.add_parser("match", help="compare photos or clips with an ID photo")
     p.add_argument("id_photo", metavar="ID_PHOTO", help="the ID photo (exactly one face)")
-    p.add_argument(
-        "files", metavar="PHOTO_OR_VIDEO", nargs="+", help="photos or clips to compare"
-    )
+    p.add_argument("files", metavar="PHOTO_OR_VIDEO", nargs="+", help="photos or clips to compare")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(handler=_cmd_match)
 

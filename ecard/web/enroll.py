@@ -11,7 +11,14 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from ecard.cards import AGREEMENT_TEXT, AGREEMENT_VERSION, CardDraft, Enrollments, EnrollmentView
+from ecard.cards import (
+    AGREEMENT_TEXT,
+    AGREEMENT_TEXTS,
+    AGREEMENT_VERSION,
+    CardDraft,
+    Enrollments,
+    EnrollmentView,
+)
 from ecard.errors import AuthError, InvalidFieldError, NotFoundError
 from ecard.web import metrics
 from ecard.web.http import bearer, channel, json_body, optional_json_body, services, str_field
@@ -47,7 +54,11 @@ def view_to_dict(v: EnrollmentView) -> dict[str, Any]:
         "enrollment_id": v.id,
         "state": v.state,
         "citizen": {"name": v.name_masked, "id_number": v.id_number_masked},
-        "agreement": {"version": AGREEMENT_VERSION, "text": AGREEMENT_TEXT},
+        "agreement": {
+            "version": AGREEMENT_VERSION,
+            "text": AGREEMENT_TEXT,
+            "texts": AGREEMENT_TEXTS,
+        },
         "consent": (
             {"version": v.agreement_version, "at": iso(v.consented_at)} if v.consented_at else None
         ),

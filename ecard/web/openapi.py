@@ -87,7 +87,18 @@ SCHEMAS: dict[str, Any] = {
                 ],
             },
             "citizen": _obj({"name": S, "id_number": S}, ["name", "id_number"]),
-            "agreement": _obj({"version": S, "text": S}, ["version", "text"]),
+            "agreement": _obj(
+                {
+                    "version": S,
+                    "text": S,
+                    "texts": {
+                        "type": "object",
+                        "description": "the same agreement by language tag (en, zh-CN)",
+                        "additionalProperties": S,
+                    },
+                },
+                ["version", "text", "texts"],
+            ),
             "consent": {"type": ["object", "null"]},
             "challenge": {"type": ["object", "null"]},
             "attempts_left": I,

@@ -103,8 +103,14 @@ def _enroll_until_result(
     assert started["enrollment_token"] not in page.url
     assert page.inner_text("#info-name").strip()
     assert "*" in page.inner_text("#info-id")
-    assert page.inner_text("#agreement").strip()
+    assert page.inner_text("#agreement").startswith("I ask for an electronic social")
     steps.shot(page, "info")
+    # An older citizen switches to Chinese: the agreement itself follows, not only the labels.
+    page.click("#lang-switch")
+    page.wait_for_selector("#agreement:has-text('本人申请电子社会保障卡')")
+    page.click("#lang-switch")
+    page.wait_for_selector("html[lang='en']")
+    assert page.inner_text("#agreement").startswith("I ask for an electronic social")
 
     page.click("#info-next")
     page.wait_for_selector("#s-consent:not([hidden])")

@@ -36,6 +36,9 @@ def test_authorize_show_consent_challenge(client, store: Store, creds) -> None:
         "id_number": number[:6] + "********" + number[14:],
     }
     assert shown["agreement"]["version"] and shown["agreement"]["text"]
+    texts = shown["agreement"]["texts"]  # one version, every language the pages offer
+    assert set(texts) == {"en", "zh-CN"} and texts["en"] == shown["agreement"]["text"]
+    assert "电子社会保障卡" in texts["zh-CN"]
 
     r = client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
     assert r.status_code == 200 and r.json["state"] == "consented"

@@ -46,6 +46,14 @@
   // --- 1. personal info and agreement --------------------------------------------------------
 
   var info = null;
+  /** The agreement in the page's language (one version covers every translation). */
+  function showAgreement() {
+    var a = (info && info.agreement) || {};
+    var texts = a.texts || {};
+    document.getElementById("agreement").textContent = texts[document.documentElement.lang] || a.text || "";
+  }
+  ECard.onLanguage(showAgreement);
+
   function load() {
     if (!token || !enrollmentId) { fatal(t("enroll.bad_link")); return; }
     call("GET", "").then(function (res) {
@@ -54,7 +62,7 @@
       var person = info.citizen || {};          // masked by the server
       document.getElementById("info-name").textContent = person.name || "";
       document.getElementById("info-id").textContent = person.id_number || "";
-      document.getElementById("agreement").textContent = (info.agreement || {}).text || "";
+      showAgreement();
       var state = info.state;
       if (state === "verified") { showPin(); return; }
       if (state === "issued") {
