@@ -188,6 +188,7 @@ def whole_check(models: object, runs: int = 7) -> None:
             start = time.process_time()
             template_from_photo(photo.read_bytes(), models=models)
             registrations.append(time.process_time() - start)
+        parts = _breakdown(clip, models)
         baseline = textbook_whole(clip, photo)
     check = statistics.median(checks)
     reg = statistics.median(registrations)
@@ -199,6 +200,62 @@ def whole_check(models: object, runs: int = 7) -> None:
         f"(template_from_photo, done once at registration in the service) {check + reg:.3f} s; "
         f"textbook check on the same clip {baseline:.2f} s = {baseline / check:.0f}x ours"
     )
+    print(
+        "  where one check goes (s CPU, per-call timers): "
+        + ", ".join(f"{name} {value:.3f}" for name, value in parts.items())
+    )
+
+
+def _breakdown(clip: Path, models: object) -> dict[str, float]:
+    """One more check with timers around the model calls: encodings, landmark fits, detections
+    and the rest (decoding, numpy); plus one landmark fit repeated on a single frame (warm
+    caches), to compare with the fits inside the pipeline (a new frame each time)."""
+    import cv2
+
+    from ecard.faces.models import FaceModels
+    from ecard.liveness import analyze_video
+
+    assert isinstance(models, FaceModels)
+    spent = dict.fromkeys(("encode", "landmarks", "detect"), 0.0)
+    calls = dict.fromkeys(spent, 0)
+
+    def timed(name: str, fn):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            start = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.process_time() - start
+                calls[name] += 1
+
+        return call
+
+    for name in spent:  # instance attributes shadow the methods for this one check only
+        setattr(models, name, timed(name, getattr(models, name)))
+    try:
+        start = time.process_time()
+        analyze_video(clip, models=models)
+        total = time.process_time() - start
+    finally:
+        for name in spent:
+            delattr(models, name)
+    cap = cv2.VideoCapture(str(clip))
+    gray = cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2GRAY)
+    cap.release()
+    box = models.detect(gray, 0)[0]
+    start = time.process_time()
+    for _ in range(200):
+        models.landmarks(gray, box)
+    warm_ms = (time.process_time() - start) / 200 * 1e3
+    return {
+        "total": total,
+        f"{calls['encode']} encodings": spent["encode"],
+        f"{calls['landmarks']} landmark fits": spent["landmarks"],
+        f"{calls['detect']} detections": spent["detect"],
+        "decoding and the rest": total - sum(spent.values()),
+        "ms per landmark fit in the check": spent["landmarks"] / max(calls["landmarks"], 1) * 1e3,
+        "ms per fit repeated on one frame": warm_ms,
+    }
 
 
 def main() -> int:

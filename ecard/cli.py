@@ -396,17 +396,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ecard.demo import prepare_demo
 
     photo = Path(args.photo).read_bytes() if args.photo else None
-    base = None
-    if args.enroll:
-        base = os.environ.get("ECARD_PUBLIC_URL") or f"http://{args.host}:{args.port}"
-    demo = prepare_demo(load_settings(), photo=photo, enroll_base=base)
+    base = (os.environ.get("ECARD_PUBLIC_URL") or f"http://{args.host}:{args.port}").rstrip("/")
+    demo = prepare_demo(load_settings(), photo=photo, enroll_base=base if args.enroll else None)
     # Indented for the person reading the terminal; still one JSON document for scripts.
     sys.stdout.write(json.dumps(demo.to_dict(), indent=2) + "\n")
     if demo.enroll_url is not None:
         sys.stderr.write(
             f"\nOpen this link to enroll the demo citizen (valid until {demo.enroll_expires_at};"
             f" `.venv/bin/ecard demo --enroll` prints a new one):\n  {demo.enroll_url}\n"
-            f"Hospital desk: http://{args.host}:{args.port}/hospital\n\n"
+            f"Hospital desk: {base}/hospital\n\n"
         )
     return 0
 
