@@ -243,6 +243,20 @@ def analyze_video(
     return _analyze(frames, models, challenge, policy or BlinkPolicy())
 
 
+def analyze_timed_frames(
+    frames: Iterable[TimedFrame],
+    *,
+    models: FaceModels,
+    challenge: Challenge | None = None,
+    policy: BlinkPolicy | None = None,
+) -> LivenessResult:
+    """Liveness of decoded frames in memory: ``(bgr uint8 image, t_ms)`` pairs, in order.
+
+    For benchmarks and attack generators that build clips in memory (no file is written).
+    """
+    return _analyze(frames, models, challenge, policy or BlinkPolicy())
+
+
 def analyze_frames(
     frames: Sequence[tuple[bytes, float]],
     *,
