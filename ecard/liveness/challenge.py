@@ -6,8 +6,12 @@ the page; a recording made earlier blinks at other moments, so replaying it fail
 
 from __future__ import annotations
 
+import math
+import random
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from ecard.liveness.blinks import BlinkEvent
 
@@ -57,3 +61,283 @@ def challenge_met(challenge: Challenge, events: Sequence[BlinkEvent]) -> bool:
     if sum(e.is_blink for e in events) < challenge.blinks:
         return False
     return all(i is not None for i in answered_cues(challenge, events))
+
+
+# --- the live challenge (issue 10: cues revealed live, timing judged by the server) -----------
+
+CueAction = Literal["blink"]
+
+#: first cue due this long after the capture's first frame, at the earliest / latest (ms): the
+#: person settles in front of the camera first
+FIRST_DUE_MS = (1500, 2500)
+#: time between two cues' due times, at the least / most (ms); the least leaves the previous
+#: window (``window_ms``) closed before the next cue can be revealed, plus a batch of latency
+GAP_MS = (1900, 2700)
+#: how many cues a live challenge has, at the least / most
+CUES = (4, 5)
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One secret cue: reveal "``action`` now" once the capture's newest frame reaches ``due_ms``
+    (ms since the capture's first frame, client time)."""
+
+    due_ms: int
+    action: CueAction = "blink"
+
+
+@dataclass(frozen=True)
+class LiveChallenge:
+    """The server's secret plan for one live capture, and how its answers are judged.
+
+    A blink answers cue *i* only if it *starts* in ``[shown + min_reaction_ms, shown +
+    window_ms]``, where ``shown`` is the client time at which the cue was shown (estimated by
+    the server), and each blink answers at most one cue. Defaults (see docs/challenge.md):
+
+    * ``min_reaction_ms`` 250: nobody reacts faster; frames already sent when the cue went out
+      precede ``shown``, so they can never answer it.
+    * ``window_ms`` 1400: a reaction of up to 1.2 s (an older person on a phone) plus the time
+      the reveal takes to reach the screen.
+    * ``tail_ms`` 300: the capture goes on this long after the last window closes, so a blink
+      that started late in the window is seen whole.
+    * ``alpha`` 0.01: the challenge is met only if the chance that blinks unrelated to the cues
+      land in every window, given how many blinks the capture has (:func:`chance_of_hits`), is
+      below ``alpha``: a person who blinks all the time hits every window by luck.
+    * ``max_uncued`` 6: at most this many blinks that answer no cue.
+    """
+
+    cues: tuple[Cue, ...]
+    min_reaction_ms: int = 250
+    window_ms: int = 1400
+    tail_ms: int = 300
+    alpha: float = 0.01
+    max_uncued: int = 6
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.cues) <= 10:
+            raise ValueError("A live challenge has 1 to 10 cues.")
+        dues = [c.due_ms for c in self.cues]
+        if dues != sorted(dues) or dues[0] < 0:
+            raise ValueError("Cue due times must be non-negative and in order.")
+        if not 0 <= self.min_reaction_ms < self.window_ms:
+            raise ValueError("The reaction window must be non-empty.")
+        if self.tail_ms < 0 or not 0.0 < self.alpha <= 1.0 or self.max_uncued < 0:
+            raise ValueError("tail_ms, alpha or max_uncued out of range.")
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able form, for the capture's (secret) server-side state."""
+        return {
+            "cues": [[c.due_ms, c.action] for c in self.cues],
+            "min_reaction_ms": self.min_reaction_ms,
+            "window_ms": self.window_ms,
+            "tail_ms": self.tail_ms,
+            "alpha": self.alpha,
+            "max_uncued": self.max_uncued,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LiveChallenge:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            cues=tuple(Cue(int(d), _action(a)) for d, a in data["cues"]),
+            min_reaction_ms=int(data["min_reaction_ms"]),
+            window_ms=int(data["window_ms"]),
+            tail_ms=int(data["tail_ms"]),
+            alpha=float(data["alpha"]),
+            max_uncued=int(data["max_uncued"]),
+        )
+
+
+def _action(name: object) -> CueAction:
+    if name != "blink":
+        raise ValueError(f"Unknown cue action {name!r}.")
+    return "blink"
+
+
+def plan_live_challenge(rng: random.Random | secrets.SystemRandom) -> LiveChallenge:
+    """A secret plan: :data:`CUES` cues (random count), the first due at a random time in
+    :data:`FIRST_DUE_MS`, then random gaps in :data:`GAP_MS` (ms). Use
+    ``secrets.SystemRandom()`` in the service, a seeded ``random.Random`` in tests."""
+    count = rng.randint(*CUES)
+    t = rng.randint(*FIRST_DUE_MS)
+    cues = []
+    for _ in range(count):
+        cues.append(Cue(t))
+        t += rng.randint(*GAP_MS)
+    return LiveChallenge(tuple(cues))
+
+
+@dataclass(frozen=True)
+class CueVerdict:
+    """How a live capture answered its challenge.
+
+    ``answered[i]``: cue *i* was answered by its own blink. ``blinks``: counted blinks starting
+    within the capture; ``uncued``: those that answer no cue. ``chance``: the probability that
+    ``blinks`` blink starts placed at random over the capture would hit every window
+    (:func:`chance_of_hits`; 1.0 when a cue was never shown). ``met`` only if every cue was
+    answered, ``chance < alpha`` and ``uncued <= max_uncued``; ``reason`` is then None, else
+    ``"challenge_not_met"``.
+    """
+
+    met: bool
+    reason: str | None
+    answered: tuple[bool, ...]
+    blinks: int
+    uncued: int
+    chance: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "met": self.met,
+            "reason": self.reason,
+            "asked": len(self.answered),
+            "answered": sum(self.answered),
+            "blinks": self.blinks,
+            "uncued": self.uncued,
+            "chance": round(self.chance, 6),
+        }
+
+
+def cue_windows(
+    challenge: LiveChallenge, shown_ms: Sequence[int | None]
+) -> list[tuple[int, int] | None]:
+    """Each cue's answer window ``(lo, hi)`` in client ms (None: the cue was never shown)."""
+    out: list[tuple[int, int] | None] = []
+    for i in range(len(challenge.cues)):
+        s = shown_ms[i] if i < len(shown_ms) else None
+        out.append(None if s is None else (s + challenge.min_reaction_ms, s + challenge.window_ms))
+    return out
+
+
+def _union_length(intervals: Sequence[tuple[float, float]]) -> float:
+    total, end = 0.0, -math.inf
+    for lo, hi in sorted(intervals):
+        if hi <= end:
+            continue
+        total += hi - max(lo, end)
+        end = hi
+    return total
+
+
+def chance_of_hits(windows: Sequence[tuple[float, float]], span: float, blinks: int) -> float:
+    """Probability that ``blinks`` points placed uniformly at random over ``[0, span]`` leave no
+    window empty. The windows are fractions-of-span-free: given in the same unit as ``span``
+    and relative to its start (clip them to it first).
+
+    This is the null hypothesis "the blinks are unrelated to the cues": for a Poisson blinker
+    of *any* rate, the blink starts given their number are uniform, so the test needs no rate
+    estimate. Inclusion-exclusion over the sets of windows left empty; exact also for
+    overlapping windows (then it over-states the chance of a distinct blink per cue).
+    """
+    if not windows:
+        return 1.0
+    if span <= 0 or blinks < len(windows):
+        return 0.0 if span > 0 else 1.0
+    k = len(windows)
+    total = 0.0
+    for mask in range(1 << k):
+        chosen = [windows[i] for i in range(k) if mask >> i & 1]
+        free = max(0.0, 1.0 - _union_length(chosen) / span)
+        total += (-1.0) ** len(chosen) * free**blinks
+    return min(1.0, max(0.0, total))
+
+
+def judge_live(
+    challenge: LiveChallenge,
+    shown_ms: Sequence[int | None],
+    events: Sequence[BlinkEvent],
+    span_ms: tuple[int, int],
+) -> CueVerdict:
+    """Judge a live capture: ``shown_ms[i]`` is the client time (ms since the capture's first
+    frame) at which cue *i* was shown (None: never revealed), ``events`` the blink events of
+    the whole capture (only ``kind == "blink"`` counts), ``span_ms`` its first and last frame
+    times. Each cue takes the earliest unused blink that starts in its window."""
+    first, last = span_ms
+    starts = sorted(e.start_ms for e in events if e.is_blink and first <= e.start_ms <= last)
+    windows = cue_windows(challenge, shown_ms)
+    used: set[int] = set()
+    answered: list[bool] = []
+    for w in windows:
+        found = None
+        if w is not None:
+            found = next(
+                (j for j, s in enumerate(starts) if j not in used and w[0] <= s <= w[1]), None
+            )
+        if found is not None:
+            used.add(found)
+        answered.append(found is not None)
+    uncued = len(starts) - len(used)
+    if all(w is not None for w in windows):
+        clipped = [
+            (max(w[0], first) - first, min(w[1], last) - first) for w in windows if w is not None
+        ]
+        chance = chance_of_hits([c for c in clipped if c[1] > c[0]], last - first, len(starts))
+    else:
+        chance = 1.0
+    met = all(answered) and chance < challenge.alpha and uncued <= challenge.max_uncued
+    return CueVerdict(
+        met=met,
+        reason=None if met else "challenge_not_met",
+        answered=tuple(answered),
+        blinks=len(starts),
+        uncued=uncued,
+        chance=chance,
+    )
+
+
+@dataclass(frozen=True)
+class CueStatus:
+    """The server's answer about cues to one batch.
+
+    ``reveal_index``: the cue to reveal in this answer (record its ``shown_ms`` now), or None.
+    ``cue_active``: a cue is showing: revealed (now or before), its window still open at the
+    newest frame, and not yet answered; ``action`` is its action (None when no cue is active).
+    ``done``: every cue was shown and its window plus ``tail_ms`` has passed: the client may
+    stop recording and call finish.
+    """
+
+    reveal_index: int | None
+    cue_active: bool
+    action: CueAction | None
+    done: bool
+
+
+def cue_status(
+    challenge: LiveChallenge,
+    shown_ms: Sequence[int | None],
+    newest_ts: int,
+    events_so_far: Sequence[BlinkEvent],
+) -> CueStatus:
+    """Which cue is due now, whether one is active, whether the capture is done.
+
+    ``shown_ms`` as for :func:`judge_live` (cues revealed so far; shorter than the plan is
+    fine), ``newest_ts`` the newest frame's client time in ms, ``events_so_far`` the blink
+    events analysed so far. Cues are revealed in order, one per batch, and never while the
+    previous cue's window is still open (so one blink cannot fall in two windows)."""
+    cues = challenge.cues
+    shown = [shown_ms[i] if i < len(shown_ms) else None for i in range(len(cues))]
+    reveal: int | None = None
+    nxt = next((i for i, s in enumerate(shown) if s is None), None)
+    if nxt is not None and newest_ts >= cues[nxt].due_ms:
+        prev = shown[nxt - 1] if nxt > 0 else None
+        if prev is None or newest_ts >= prev + challenge.window_ms:
+            reveal = nxt
+    active: int | None = reveal
+    if active is None:
+        verdict = judge_live(challenge, shown, events_so_far, (0, max(newest_ts, 0)))
+        for i, s in enumerate(shown):
+            if s is not None and newest_ts < s + challenge.window_ms and not verdict.answered[i]:
+                active = i
+    done = (
+        reveal is None
+        and nxt is None
+        and all(s is not None for s in shown)
+        and newest_ts
+        >= max(s for s in shown if s is not None) + challenge.window_ms + challenge.tail_ms
+    )
+    return CueStatus(
+        reveal_index=reveal,
+        cue_active=active is not None,
+        action=cues[active].action if active is not None else None,
+        done=done,
+    )
