@@ -14,13 +14,20 @@ from ecard.errors import ConfigError
 class Settings:
     """Service configuration. Build with :func:`load_settings`; tests pass a mapping instead of env.
 
-    ``liveness_challenge`` is ``None`` for the default random challenge (1-3 cued blinks), or an
-    integer N: at least N blinks anywhere in the clip, no cues (demos and tests).
+    ``liveness_challenge`` is ``None`` for the default random challenge (cues revealed live by
+    the capture protocol), or an integer N: at least N blinks anywhere in the clip, no cues
+    (demos and tests).
+
+    ``liveness_seed`` (``ECARD_LIVENESS_SEED``) is **for tests only**: when set, every live
+    capture draws its challenge from ``random.Random(seed)``, so every capture gets the same,
+    predictable cue times (a test or a browser test can then prepare a clip that follows them).
+    Never set it in production: a known challenge is no challenge.
     """
 
     instance: Path
     database_url: str
     liveness_challenge: int | None
+    liveness_seed: int | None = None
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -40,4 +47,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             ) from None
         if not 0 <= challenge <= 10:
             raise ConfigError("ECARD_LIVENESS_CHALLENGE must be between 0 and 10.")
-    return Settings(instance=instance, database_url=database_url, liveness_challenge=challenge)
+    seed_raw = env.get("ECARD_LIVENESS_SEED", "").strip()
+    seed: int | None = None
+    if seed_raw:
+        try:
+            seed = int(seed_raw)
+        except ValueError:
+            raise ConfigError(
+                f"ECARD_LIVENESS_SEED (tests only) must be a whole number, not {seed_raw!r}."
+            ) from None
+    return Settings(
+        instance=instance,
+        database_url=database_url,
+        liveness_challenge=challenge,
+        liveness_seed=seed,
+    )

@@ -463,3 +463,75 @@ class DeskSessionError(InputError):
     code = "desk_session"
     status = 401
     default_message = "The desk session has ended; log in again."
+
+
+# --- the live capture protocol (ecard/capture.py, ecard/web/capture.py) -----------------------
+
+
+class LiveCaptureRequiredError(StateError):
+    """The one-shot ``/challenge`` + ``/liveness`` upload asked for under the random challenge."""
+
+    code = "live_capture_required"
+    default_message = (
+        "This service reveals the blink cues live: start a capture with "
+        "POST /api/v1/enrollments/{id}/capture, send the frames in batches to "
+        ".../capture/{capture_id}/frames and end with .../capture/{capture_id}/finish."
+    )
+
+
+class CaptureRunningError(StateError):
+    code = "capture_running"
+    default_message = "A capture is already running for this enrollment; finish it or wait."
+
+
+class CaptureFinishedError(StateError):
+    code = "capture_finished"
+    default_message = "This capture has already finished."
+
+
+class CaptureExpiredError(StateError):
+    code = "capture_expired"
+    status = 410
+    default_message = "This capture has expired; start a new one."
+
+
+class BatchOrderError(StateError):
+    """A batch whose ``seq`` is not the next one expected (the capture goes on)."""
+
+    code = "batch_out_of_order"
+    default_message = "This batch is not the next one; send the batch the server expects."
+
+
+class BatchRepeatedError(BatchOrderError):
+    code = "batch_repeated"
+    default_message = "This batch was already received; send the next one."
+
+
+class TooManyFramesError(MediaTooLargeError):
+    code = "too_many_frames"
+    default_message = "Too many frames for one batch or one capture."
+
+
+class CaptureTooLongError(MediaTooLargeError):
+    code = "capture_too_long"
+    default_message = "The capture is longer than the service accepts; finish it."
+
+
+class TimestampError(MediaError):
+    """Client frame times that do not fit the protocol (the batch is refused, nothing lost)."""
+
+    code = "bad_timestamps"
+    default_message = (
+        "timestamps_ms must list one integer per frame, strictly increasing, continuing the "
+        "previous batch."
+    )
+
+
+class FramesFromFutureError(TimestampError):
+    code = "frames_from_future"
+    default_message = "The frames are stamped later than the time elapsed since the first batch."
+
+
+class FramesTooLateError(TimestampError):
+    code = "frames_too_late"
+    default_message = "The frames arrived too long after they were taken; send newer frames."

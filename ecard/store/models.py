@@ -1,8 +1,10 @@
 """SQLAlchemy models: the service's tables (docs/storage.md says why each constraint exists).
 
-Nothing here stores a PIN, a token, a frame or a live face encoding: PINs and secrets are stored
-as hashes, enrollment tokens and challenge nonces as SHA-256 hashes, and the only face data is the
-registry ID-photo template computed once at registration.
+Nothing here stores a PIN, a token, a frame or a live face encoding for longer than one capture:
+PINs and secrets are stored as hashes, enrollment tokens and challenge nonces as SHA-256 hashes,
+and the only lasting face data is the registry ID-photo template computed once at registration.
+A running live capture keeps its analyser state (no pixels) in ``captures`` until it finishes
+or expires (seconds), when the row is deleted.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -37,6 +41,7 @@ NAMING = {
 ENROLLMENT_STATES = (
     "authorized",
     "consented",
+    "capturing",
     "challenged",
     "verified",
     "issued",
@@ -132,6 +137,41 @@ class Enrollment(Base):
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     reason: Mapped[str | None] = mapped_column(String(40))
+
+
+class CaptureRow(Base):
+    """A running live capture (ecard/capture.py): one per enrollment, deleted at finish or expiry.
+
+    ``plan`` is the secret challenge (JSON; never sent to the client). Times: ``*_arrival_ms``
+    are server milliseconds since ``created_at``; ``*_ts`` are the client's frame timestamps
+    (ms since its first frame); ``offset_ms`` is the least ``arrival - newest_ts`` seen
+    (clock offset plus the fastest upload). ``reveals`` is the JSON list of cue reveal times
+    (client ms). ``state`` is the analyser's serialised state (landmarks and measurements,
+    no pixels); ``version`` guards it against concurrent batches (optimistic concurrency).
+    """
+
+    __tablename__ = "captures"
+    __table_args__ = (
+        CheckConstraint("next_seq >= 0", name="next_seq"),
+        CheckConstraint("frames >= 0", name="frames"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: One capture row per enrollment at a time (a new capture replaces an expired one).
+    enrollment_id: Mapped[str] = mapped_column(ForeignKey("enrollments.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    plan: Mapped[str] = mapped_column(Text)
+    next_seq: Mapped[int] = mapped_column(Integer, default=0)
+    frames: Mapped[int] = mapped_column(Integer, default=0)
+    first_arrival_ms: Mapped[float | None] = mapped_column(Float)
+    first_newest_ts: Mapped[float | None] = mapped_column(Float)
+    offset_ms: Mapped[float | None] = mapped_column(Float)
+    newest_ts: Mapped[float | None] = mapped_column(Float)
+    reveals: Mapped[str] = mapped_column(Text, default="[]")
+    state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    finished: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Card(Base):

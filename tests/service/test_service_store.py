@@ -32,7 +32,7 @@ def test_migrating_twice_changes_nothing(db_url: str) -> None:
     first.close()
     again = open_store(db_url)
     with again.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     again.close()
 
 
