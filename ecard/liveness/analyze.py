@@ -1,5 +1,8 @@
 """Liveness of a clip: decode -> track landmarks -> eye openness -> blinks -> checks -> result.
 
+The work is done by :class:`~ecard.liveness.session.LivenessSession` (the same analyser the live
+capture protocol feeds batch by batch); this module decodes clips and frame lists for it.
+
 Cost per 640 x 480 frame is decoding plus one landmark fit (~1 ms) plus a detection on a 320 px
 copy about once a second; see BENCHMARKS.md. Frames are processed one at a time and dropped;
 only a handful of candidate frames for the face samples are held until the end.
@@ -7,7 +10,6 @@ only a handful of candidate frames for the face samples are held until the end.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -15,13 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ecard.errors import MultipleFacesError, NoFaceError
 from ecard.faces.models import Box, FaceModels
-from ecard.liveness.blinks import BlinkEvent, detect_blinks, eye_openness, face_ear
-from ecard.liveness.challenge import Challenge, challenge_met
+from ecard.liveness.blinks import eye_openness, face_ear
+from ecard.liveness.challenge import Challenge
 from ecard.liveness.media import TimedFrame, iter_jpegs, iter_video
 from ecard.liveness.policy import BlinkPolicy, MediaLimits
-from ecard.liveness.result import FaceSample, LivenessResult
+from ecard.liveness.result import LivenessResult
+from ecard.liveness.session import LivenessSession
 from ecard.liveness.tracking import FaceTracker
 
 Image = npt.NDArray[np.uint8]
@@ -140,88 +142,16 @@ def track_frames(
     return track, [buckets[k] for k in sorted(buckets)]
 
 
-def _pick_samples(candidates: list[_Candidate], events: Sequence[BlinkEvent]) -> list[_Candidate]:
-    usable = [
-        c for c in candidates if not any(e.start <= c.index <= e.end for e in events)
-    ] or candidates
-    if len(usable) <= SAMPLE_COUNT:
-        return usable
-    picks = np.linspace(0, len(usable) - 1, SAMPLE_COUNT).round().astype(int)
-    return [usable[i] for i in sorted(set(picks.tolist()))]
-
-
-def encode_samples(
-    candidates: list[_Candidate], events: Sequence[BlinkEvent], models: FaceModels
-) -> tuple[FaceSample, ...]:
-    """128-d descriptors of the start, middle and end candidates (memory only)."""
-    import cv2
-
-    chosen = _pick_samples(candidates, events)
-    top = max((c.quality for c in chosen), default=0.0) or 1.0
-    samples = []
-    for c in chosen:
-        rgb = np.asarray(cv2.cvtColor(c.bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-        encoding = models.encode(rgb, c.box)
-        samples.append(FaceSample(round(c.t_ms), encoding, round(c.quality / top, 3)))
-    return tuple(samples)
-
-
-def _max_distance(samples: Sequence[FaceSample]) -> float | None:
-    if len(samples) < 2:
-        return None
-    return max(
-        float(np.linalg.norm(a.encoding - b.encoding))
-        for a, b in itertools.combinations(samples, 2)
-    )
-
-
 def _analyze(
     frames: Iterable[TimedFrame],
     models: FaceModels,
     challenge: Challenge | None,
     policy: BlinkPolicy,
 ) -> LivenessResult:
-    track, candidates = track_frames(frames, models, policy)
-    n = len(track.times_ms)
-    found = sum(v is not None for v in track.openness)
-    if found == 0:
-        raise NoFaceError("No face was found in the clip.")
-    if (
-        track.second_face_passes >= 2
-        and track.second_face_passes >= policy.second_face_min_share * track.detection_passes
-    ):
-        raise MultipleFacesError(
-            "More than one face stayed in view; the clip must show exactly one person."
-        )
-    events = detect_blinks(track.openness, times_ms=track.times_ms, policy=policy)
-    blinks = sum(e.is_blink for e in events)
-    samples = encode_samples(candidates, events, models)
-    distance = _max_distance(samples)
-    met = None if challenge is None else challenge_met(challenge, events)
-    needed = policy.min_blinks if challenge is None else challenge.blinks
-
-    reason: str | None = None
-    if found < policy.min_face_share * n:
-        reason = "no_face"
-    elif distance is not None and distance > policy.same_face_distance:
-        reason = "face_changed"
-    elif blinks == 0 and needed > 0:
-        reason = "no_blink"
-    elif blinks < needed or met is False:
-        reason = "challenge_not_met" if challenge is not None else "no_blink"
-    duration = round(track.times_ms[-1] - track.times_ms[0]) if n > 1 else 0
-    return LivenessResult(
-        live=reason is None,
-        blinks=blinks,
-        events=events,
-        frames=n,
-        faces_found=found,
-        reason=reason,
-        duration_ms=duration,
-        challenge_met=met,
-        face_distance=distance,
-        samples=samples,
-    )
+    """A whole clip as one batch of a :class:`~ecard.liveness.session.LivenessSession`."""
+    session = LivenessSession(models, policy, lookahead=True)
+    session.feed(frames)
+    return session.finish(challenge)
 
 
 def analyze_video(

@@ -15,7 +15,8 @@ REASONS = (
     "challenge_not_met",  # blinks, but not at the cued moments (or too few for the challenge)
     "no_face",  # the face was missing from too many frames
     "multiple_faces",  # a second face stayed in view
-    "face_changed",  # the start, middle and end of the clip show different people
+    "face_changed",  # the clip shows more than one person (identity binding, docs/liveness.md)
+    "presentation_attack",  # paper or a screen, not a live face (docs/liveness.md)
 )
 
 
@@ -45,6 +46,13 @@ class LivenessResult:
     challenge_met: bool | None = None
     face_distance: float | None = None
     samples: tuple[FaceSample, ...] = field(default=(), repr=False, compare=False)
+    #: face descriptors computed for identity binding, and the track segments they cover
+    encodings: int = 0
+    segments: int = 0
+
+    def best_samples(self, k: int = 3) -> tuple[FaceSample, ...]:
+        """The ``k`` best-quality live descriptors (the registry match decides on these)."""
+        return tuple(sorted(self.samples, key=lambda s: s.quality, reverse=True)[:k])
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able summary: no frames, landmarks or face descriptors."""
@@ -57,5 +65,7 @@ class LivenessResult:
             "duration_ms": self.duration_ms,
             "challenge_met": self.challenge_met,
             "face_distance": None if self.face_distance is None else round(self.face_distance, 3),
+            "encodings": self.encodings,
+            "segments": self.segments,
             "events": [e.to_dict() for e in self.events],
         }

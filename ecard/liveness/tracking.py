@@ -58,6 +58,8 @@ class Observation:
     box: Box | None
     detected: bool
     faces: int | None
+    #: True when the face was (re)acquired by a detection in this frame: the track starts anew
+    acquired: bool = False
 
 
 def _landmark_bbox(points: Points) -> tuple[float, float, float, float]:
@@ -206,7 +208,30 @@ class FaceTracker:
         self._points = points
         self._thumb = _thumbnail(gray, main)
         big = [b for b in boxes if b.height >= self._second * main.height]
-        return Observation(points, main, detected=True, faces=len(big))
+        return Observation(points, main, detected=True, faces=len(big), acquired=True)
+
+    def get_state(self) -> dict[str, object]:
+        """The tracker's state as plain values (no pixels but the 24 x 24 gray thumbnail)."""
+        return {
+            "points": None if self._points is None else self._points.tolist(),
+            "rel": None if self._rel is None else list(self._rel),
+            "last_detect_t": self._last_detect_t,
+            "thumb": None if self._thumb is None else self._thumb.tolist(),
+            "detections": self.detections,
+        }
+
+    def set_state(self, state: dict[str, object]) -> None:
+        """Restore :meth:`get_state` (another process may continue the same capture)."""
+        points, rel, thumb = state.get("points"), state.get("rel"), state.get("thumb")
+        self._points = None if points is None else np.asarray(points, dtype=np.float64)
+        if rel is None:
+            self._rel = None
+        else:
+            r0, r1, r2, r3 = (float(v) for v in rel)  # type: ignore[attr-defined]
+            self._rel = (r0, r1, r2, r3)
+        self._last_detect_t = float(state.get("last_detect_t", -1e18))  # type: ignore[arg-type]
+        self._thumb = None if thumb is None else np.asarray(thumb, dtype=np.uint8)
+        self.detections = int(state.get("detections", 0))  # type: ignore[call-overload]
 
     def _near(self, boxes: list[Box]) -> Box | None:
         """The detected box of the tracked face, if it is among ``boxes``."""
