@@ -1,0 +1,292 @@
+"""Is a dip of eye openness a real blink? Rigid face geometry and a change of the eye's look.
+
+Eye openness alone is fooled by a printed photo: bending, tilting or moving the sheet changes the
+face's geometry, and the landmark fit's lid gap shrinks like a blink. A real blink closes the
+lids while the rest of the head stays rigid, and the eye region looks different while closed
+(the dark iris and the bright sclera disappear under the lid's skin). Per blink we measure both:
+
+* **appearance** (:func:`eye_features`, per frame): each eye's region is sampled on a small grid
+  aligned to its two corners (so scale and roll do not matter, and the lid landmarks, which are
+  what a bent photo fools, are not used). :func:`judge_blink` compares the deepest frame of the
+  dip with the open frames before and after it, in units of the open eye's own contrast.
+* **geometry**: the non-eye landmarks (brows, nose, jaw, mouth) at the deepest frame against the
+  open frames around it, after a similarity alignment, in units of the eye distance; and the
+  lid gap normalised by the face's own vertical scale (the nose length) must dip too.
+
+Thresholds are in docs/authenticity.md, with the data they were calibrated on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ecard.liveness.blinks import BlinkEvent
+
+Image = npt.NDArray[np.uint8]
+Floats = npt.NDArray[np.float64]
+
+#: grid of each eye's patch: columns along the corner-to-corner axis, rows across it
+GRID_W = 8
+GRID_H = 4
+#: patch extent in units of the corner-to-corner distance, from the corners' midpoint:
+#: x from -X_HALF to +X_HALF, y (down the image) from Y_TOP to Y_BOTTOM
+X_HALF = 0.6
+Y_TOP = -0.4
+Y_BOTTOM = 0.2
+#: length of :func:`eye_features`' vector: two eyes' grids
+FEATURES = 2 * GRID_W * GRID_H
+
+_EYES = ((36, 39), (42, 45))
+
+
+def _eye_patch(gray: Image, left: Floats, right: Floats) -> npt.NDArray[np.float32]:
+    import cv2
+
+    axis = right - left
+    width = float(np.hypot(axis[0], axis[1]))
+    if not math.isfinite(width) or width < 2.0:
+        return np.full(GRID_W * GRID_H, np.nan, dtype=np.float32)
+    u = axis / width
+    v = np.array([-u[1], u[0]])  # perpendicular, pointing down the image when the face is upright
+    centre = (left + right) / 2.0
+    # supersample so each grid cell averages the pixels it covers (INTER_AREA below)
+    k = int(min(8, max(1, math.ceil(2.0 * X_HALF * width / GRID_W))))
+    out_w, out_h = GRID_W * k, GRID_H * k
+    sx = 2.0 * X_HALF * width / out_w
+    sy = (Y_BOTTOM - Y_TOP) * width / out_h
+    origin = centre + u * (-X_HALF * width) + v * (Y_TOP * width)
+    # output pixel (i, j) centre -> source point origin + (i + .5) sx u + (j + .5) sy v
+    m = np.array(
+        [
+            [sx * u[0], sy * v[0], origin[0] + 0.5 * sx * u[0] + 0.5 * sy * v[0]],
+            [sx * u[1], sy * v[1], origin[1] + 0.5 * sx * u[1] + 0.5 * sy * v[1]],
+        ],
+        dtype=np.float64,
+    )
+    fine = cv2.warpAffine(
+        gray,
+        m,
+        (out_w, out_h),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    if k > 1:
+        fine = cv2.resize(fine, (GRID_W, GRID_H), interpolation=cv2.INTER_AREA)
+    return np.asarray(fine, dtype=np.float32).reshape(-1)
+
+
+def eye_features(gray: Image, landmarks: Floats) -> npt.NDArray[np.float32]:
+    """Both eyes' regions as two small corner-aligned grids of gray levels (float32, 64 values).
+
+    Each eye's grid is :data:`GRID_W` x :data:`GRID_H` cells covering 1.2 x 0.6 of its
+    corner-to-corner width (the eye and a little lid skin, nothing else of the face), each cell
+    the mean gray level of the pixels it covers. NaN where the eye is degenerate.
+    """
+    p = np.asarray(landmarks, dtype=np.float64)
+    return np.concatenate([_eye_patch(gray, p[a], p[b]) for a, b in _EYES])
+
+
+@dataclass(frozen=True)
+class BlinkEvidence:
+    """Why a dip is (or is not) judged a real blink; every measure is scale-free.
+
+    ``appearance``: change of the eye regions at the deepest frame against the open frames, in
+    units of the open-open change (>= :data:`MIN_APPEARANCE` for a blink). ``rigidity``: motion
+    of the non-eye landmarks at the deepest frame after similarity alignment, in units of the
+    eye distance (<= :data:`MAX_RIGIDITY`). ``gap_depth``: the dip of lid gap over nose length.
+    """
+
+    authentic: bool
+    rigidity: float
+    appearance: float
+    gap_depth: float
+    open_change: float
+    closed_change: float
+    deepest: int
+    reason: str | None
+
+
+#: open frames are looked for this far (ms) before a dip's start and after its end ...
+SIDE_MS = 1000.0
+#: ... at most this many on each side, the nearest first ...
+SIDE_FRAMES = 3
+#: ... and a frame is open when its openness is within this share of the dip's depth from the
+#: most open frame there (eyes reopening slowly after a blink, or the next blink, are not open)
+OPEN_SHARE = 0.25
+#: landmarks that are not the eyes: jaw 0-16, brows 17-26, nose 27-35, mouth 48-67
+NON_EYE = np.r_[0:36, 48:68]
+#: a blink's eye regions change at least this many times the open-open change
+MIN_APPEARANCE = 2.0
+#: a blink's non-eye landmarks move at most this much (median, in eye distances)
+MAX_RIGIDITY = 0.05
+#: lid gap over nose length must fall at least this fraction of the openness dip
+MIN_GAP_SHARE = 0.5
+#: the open-open change is never taken as smaller than this (in units of the eye's contrast)
+CHANGE_FLOOR = 0.15
+
+
+def _openness(points: Floats) -> float:
+    from ecard.liveness.blinks import face_openness
+
+    return face_openness(points)
+
+
+def _lid_gap(points: Floats) -> float:
+    gaps = []
+    for a in (36, 42):
+        e = points[a : a + 6]
+        gaps.append((np.linalg.norm(e[1] - e[5]) + np.linalg.norm(e[2] - e[4])) / 2.0)
+    nose = float(np.linalg.norm(points[33] - points[27]))
+    return float(np.mean(gaps)) / nose if nose > 0 else math.nan
+
+
+def _similarity(src: Floats, dst: Floats) -> Floats:
+    """``src`` mapped onto ``dst`` by the least-squares similarity (Umeyama)."""
+    ms, md = src.mean(axis=0), dst.mean(axis=0)
+    a, b = src - ms, dst - md
+    cov = b.T @ a / len(src)
+    u, d, vt = np.linalg.svd(cov)
+    s = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        s[1, 1] = -1
+    rot = u @ s @ vt
+    var = float((a**2).sum() / len(src))
+    scale = float(np.trace(np.diag(d) @ s)) / var if var > 0 else 1.0
+    return np.asarray(scale * a @ rot.T + md, dtype=np.float64)
+
+
+def _eye_distance(points: Floats) -> float:
+    return float(np.linalg.norm(points[42:48].mean(axis=0) - points[36:42].mean(axis=0)))
+
+
+def _mean_shape(shapes: list[Floats]) -> Floats:
+    ref = shapes[0]
+    return np.asarray(np.mean([_similarity(s, ref) for s in shapes], axis=0), dtype=np.float64)
+
+
+def _shape_change(shape: Floats, ref: Floats) -> float:
+    """Median motion of the non-eye landmarks after similarity alignment, in eye distances."""
+    src, dst = shape[NON_EYE], ref[NON_EYE]
+    moved = np.linalg.norm(_similarity(src, dst) - dst, axis=1)
+    return float(np.median(moved)) / max(_eye_distance(ref), 1e-6)
+
+
+def _centred(x: npt.ArrayLike) -> Floats:
+    a = np.asarray(x, dtype=np.float64)
+    return np.asarray(a - a.mean(axis=-1, keepdims=True), dtype=np.float64)
+
+
+def _rms(a: Floats, b: Floats) -> float:
+    return float(np.sqrt(np.mean((a - b) ** 2)))
+
+
+def _eye_change(deep: Floats, sides: list[Floats]) -> tuple[float, float, float]:
+    """One eye: (closed change, open-open change, open jitter), in units of its open contrast.
+
+    ``deep`` is the deepest frame's grid, ``sides`` the open frames' grids of each side; each
+    grid is centred (its mean removed: exposure and lighting drifts do not count)."""
+    templates = [s.mean(axis=0) for s in sides]
+    contrast = float(np.mean([t.std() for t in templates]))
+    if not contrast > 0:
+        return math.nan, math.nan, math.nan
+    closed = min(_rms(deep, t) for t in templates)
+    between = _rms(templates[0], templates[-1])
+    jitter = [_rms(x, t) for s, t in zip(sides, templates, strict=True) for x in s]
+    return closed / contrast, between / contrast, float(np.median(jitter)) / contrast
+
+
+def _open_sides(
+    t: Floats, valid: npt.NDArray[np.bool_], openness: Floats, event: BlinkEvent, deep: int
+) -> list[list[int]]:
+    """The open frames before and after the dip (nearest first); a side may be empty."""
+    near = [
+        [k for k in range(event.start - 1, -1, -1) if t[event.start] - t[k] <= SIDE_MS],
+        [k for k in range(event.end + 1, len(t)) if t[k] - t[event.end] <= SIDE_MS],
+    ]
+    near = [[k for k in side if valid[k]] for side in near]
+    pool = [k for side in near for k in side]
+    if not pool:
+        return [[], []]
+    top = float(np.max(openness[pool]))
+    level = top - OPEN_SHARE * (top - float(openness[deep]))
+    return [[k for k in side if openness[k] >= level][:SIDE_FRAMES] for side in near]
+
+
+def _evidence(reason: str, deep: int = -1, **known: float) -> BlinkEvidence:
+    values = {"rigidity": math.nan, "appearance": math.nan, "gap_depth": math.nan}
+    values |= {"open_change": math.nan, "closed_change": math.nan} | known
+    return BlinkEvidence(authentic=False, deepest=deep, reason=reason, **values)
+
+
+def judge_blink(
+    times_ms: npt.ArrayLike,
+    landmarks: npt.ArrayLike,
+    eye_feats: npt.ArrayLike,
+    event: BlinkEvent,
+) -> BlinkEvidence:
+    """Whether ``event`` (a dip found by :func:`~ecard.liveness.blinks.detect_blinks` in the
+    openness of these frames) is a real blink: see :class:`BlinkEvidence`.
+
+    ``times_ms`` (n,), ``landmarks`` (n, 68, 2) and ``eye_feats`` (n, :data:`FEATURES`) are the
+    clip's per-frame series (NaN rows where no face was found); ``event`` indexes them.
+    """
+    t = np.asarray(times_ms, dtype=np.float64)
+    pts = np.asarray(landmarks, dtype=np.float64)
+    feats = np.asarray(eye_feats, dtype=np.float64)
+    n = len(t)
+    valid = np.asarray(
+        np.isfinite(pts.reshape(n, -1)).all(axis=1) & np.isfinite(feats).all(axis=1), dtype=bool
+    )
+    openness = np.full(n, np.nan)
+    for k in np.flatnonzero(valid):
+        openness[k] = _openness(pts[k])
+    inside = [k for k in range(max(0, event.start), min(n, event.end + 1)) if valid[k]]
+    if not inside:
+        return _evidence("no_face")
+    deep = min(inside, key=lambda k: float(openness[k]))
+    sides = _open_sides(t, valid, openness, event, deep)
+    if not sides[0] and not sides[1]:
+        return _evidence("no_open_frames", deep)
+    opened = [k for side in sides for k in side]
+
+    # geometry: the rest of the face must not move (compared with the nearer open side)
+    rigidity = min(_shape_change(pts[deep], _mean_shape([pts[k] for k in s])) for s in sides if s)
+    gap_open = float(np.median([_lid_gap(pts[k]) for k in opened]))
+    gap_depth = 1.0 - _lid_gap(pts[deep]) / gap_open if gap_open > 0 else math.nan
+
+    # appearance: each eye at the deepest frame against its open look before and after
+    size = GRID_W * GRID_H
+    changes = []
+    for e in range(2):
+        cols = slice(e * size, (e + 1) * size)
+        grids = [_centred(feats[s, cols]) for s in sides if s]
+        change = _eye_change(_centred(feats[deep, cols]), grids)
+        if all(math.isfinite(c) for c in change):
+            changes.append(change)
+    if not changes:
+        return _evidence("no_contrast", deep, rigidity=rigidity, gap_depth=gap_depth)
+    closed, between, jitter = (float(v) for v in np.mean(changes, axis=0))
+    open_change = max(between, jitter, CHANGE_FLOOR)
+    appearance = closed / open_change
+
+    reason: str | None = None
+    if appearance < MIN_APPEARANCE:
+        reason = "eye_unchanged"
+    elif rigidity > MAX_RIGIDITY:
+        reason = "face_not_rigid"
+    elif not gap_depth >= MIN_GAP_SHARE * event.depth:
+        reason = "gap_not_closed"
+    return BlinkEvidence(
+        authentic=reason is None,
+        rigidity=rigidity,
+        appearance=appearance,
+        gap_depth=gap_depth,
+        open_change=open_change,
+        closed_change=closed,
+        deepest=deep,
+        reason=reason,
+    )
