@@ -3,10 +3,16 @@
 ::
 
     authorized -consent-> consented -challenge-> challenged -liveness ok-> verified -PIN-> issued
-         |                   ^                       |  (failed, attempts left)
-         |                   +-----------------------+
+         |                 ^  |  ^                   |  (failed, attempts left)
+         |                 |  |  +-------------------+
+         |                 |  +-capture-> capturing -finish ok-> verified
+         |                 +-------------------+ (failed or capture expired, attempts left)
          +-> expired (15 min, from any open state)   +-> locked (third failed attempt)
          +-> failed (consent declined)
+
+The one-shot path (``challenge`` + an uploaded clip) counts an attempt when the clip is analysed;
+the live capture (``ecard/capture.py``) counts it when the capture starts, so abandoning
+captures until a replay gets lucky costs attempts too.
 
 Every step runs in one write transaction that re-reads the enrollment row (``FOR UPDATE`` on
 PostgreSQL; SQLite holds the write lock from ``BEGIN IMMEDIATE``), checks the state and expiry,
@@ -28,13 +34,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, delete, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ecard.citizens import mask_id_number, mask_name, validate_id_number, validate_name
 from ecard.errors import (
     AuthError,
+    CaptureExpiredError,
+    CaptureRunningError,
     CardConflictError,
     CardStateError,
     CitizenNotFoundError,
@@ -48,7 +56,7 @@ from ecard.errors import (
 )
 from ecard.store.audit import record
 from ecard.store.db import FastScalar
-from ecard.store.models import AuditEvent, Card, Citizen, Enrollment, StatusListRow
+from ecard.store.models import AuditEvent, CaptureRow, Card, Citizen, Enrollment, StatusListRow
 
 if TYPE_CHECKING:
     from ecard.channels import ChannelIdentity
@@ -120,8 +128,9 @@ class EnrollmentView:
     agreement_version: str | None
     consented_at: datetime | None
     challenge_blinks: int | None
-    challenge_cues_ms: tuple[int, ...] | None
     nonce_expires_at: datetime | None
+    #: when the running live capture expires (state ``capturing``), else None
+    capture_expires_at: datetime | None
     card_no: str | None
     reason: str | None
     timeline: tuple[TimelineStep, ...]
@@ -317,6 +326,8 @@ class Enrollments:
         return int(channel_id)
 
     def view(self, enrollment_id: str, *, now: datetime | None = None) -> EnrollmentView:
+        """What the citizen and the channel see. Cue times are never shown (the live capture
+        keeps them secret; the one-shot "N blinks anywhere" challenge has none)."""
         now = _now(now)
         self._expire_if_due(enrollment_id, now)
         with self.store.read() as s:
@@ -330,7 +341,11 @@ class Enrollments:
                 .where(AuditEvent.enrollment_id == row.id)
                 .order_by(AuditEvent.at, AuditEvent.id)
             ).all()
-            cues = json.loads(row.challenge_cues) if row.challenge_cues is not None else None
+            capture_expires = (
+                s.scalar(select(CaptureRow.expires_at).where(CaptureRow.enrollment_id == row.id))
+                if row.state == "capturing"
+                else None
+            )
             return EnrollmentView(
                 id=row.id,
                 state=row.state,
@@ -342,10 +357,8 @@ class Enrollments:
                 agreement_version=row.agreement_version,
                 consented_at=row.consented_at,
                 challenge_blinks=row.challenge_blinks if row.state == "challenged" else None,
-                challenge_cues_ms=tuple(cues)
-                if cues is not None and row.state == "challenged"
-                else None,
                 nonce_expires_at=row.nonce_expires_at if row.nonce_hash else None,
+                capture_expires_at=capture_expires,
                 card_no=card_no,
                 reason=row.reason,
                 timeline=tuple(TimelineStep(e.at, e.action, e.outcome, e.actor) for e in events),
@@ -358,7 +371,11 @@ class Enrollments:
                     Enrollment.id == enrollment_id
                 )
             ).first()
-        if row is None or row.state in TERMINAL or row.expires_at > now:
+        if row is None or row.state in TERMINAL:
+            return
+        if row.expires_at > now:
+            if row.state == "capturing":
+                self.expire_capture_if_due(enrollment_id, now=now)
             return  # the common case: no write transaction needed
         with self.store.write() as s:
             res = s.execute(
@@ -371,6 +388,7 @@ class Enrollments:
                 .values(state="expired", finished_at=now, nonce_hash=None, reason="timeout")
             )
             if res.rowcount:  # type: ignore[attr-defined]
+                s.execute(delete(CaptureRow).where(CaptureRow.enrollment_id == enrollment_id))
                 record(
                     s,
                     actor="system",
@@ -379,6 +397,85 @@ class Enrollments:
                     enrollment_id=enrollment_id,
                     now=now,
                 )
+
+    # -- live capture (ecard/capture.py keeps the capture rows) -------------------------------
+
+    def lock(self, s: Session, enrollment_id: str, now: datetime) -> Enrollment:
+        """The enrollment row locked for update in ``s``; 404 / 410 / 423 as for every step."""
+        return self._locked_row(s, enrollment_id, now)
+
+    def begin_capture(self, s: Session, row: Enrollment, capture_id: str, now: datetime) -> int:
+        """Move a locked enrollment to ``capturing`` and count the attempt; returns attempts left.
+
+        Allowed from ``consented`` (and ``challenged``: the unused one-shot nonce is dropped).
+        The caller has already expired any capture that timed out.
+        """
+        if row.state == "capturing":
+            raise CaptureRunningError()
+        if row.state not in ("consented", "challenged"):
+            raise StateError(f"A capture is not possible in state {row.state}.")
+        if row.attempts >= MAX_LIVENESS_ATTEMPTS:
+            raise EnrollmentLockedError()
+        row.attempts += 1
+        row.state, row.reason = "capturing", None
+        row.nonce_hash = row.nonce_expires_at = None
+        row.challenge_blinks = row.challenge_cues = None
+        record(
+            s,
+            actor="citizen",
+            action="capture",
+            outcome="capturing",
+            enrollment_id=row.id,
+            detail=f"capture {capture_id}, attempt {row.attempts}",
+            now=now,
+        )
+        return max(0, MAX_LIVENESS_ATTEMPTS - row.attempts)
+
+    def expire_capture_if_due(
+        self, enrollment_id: str, *, now: datetime | None = None, force: bool = False
+    ) -> bool:
+        """Delete the enrollment's capture once expired (``force``: whatever its time) and move
+        the enrollment back to ``consented``, or to ``locked`` when that was the last attempt
+        (the attempt stays used). Returns whether a capture was expired."""
+        now = _now(now)
+        due = and_(
+            CaptureRow.enrollment_id == enrollment_id,
+            true() if force else CaptureRow.expires_at <= now,
+        )
+        with self.store.read() as s:
+            if s.scalar(select(CaptureRow.id).where(due)) is None:
+                return False  # the common case: nothing to clean, no write transaction
+        with self.store.write() as s:
+            row = s.get(Enrollment, enrollment_id, with_for_update=True)
+            gone = s.execute(delete(CaptureRow).where(due).returning(CaptureRow.id)).all()
+            if row is None or not gone:
+                return False
+            if row.state == "capturing":
+                if row.attempts >= MAX_LIVENESS_ATTEMPTS:
+                    row.state, row.finished_at = "locked", now
+                else:
+                    row.state = "consented"
+                row.reason = "capture_expired"
+            for (capture_id,) in gone:
+                record(
+                    s,
+                    actor="system",
+                    action="capture_expire",
+                    outcome="locked" if row.state == "locked" else "expired",
+                    enrollment_id=enrollment_id,
+                    detail=f"capture {capture_id}",
+                    now=now,
+                )
+        return True
+
+    def expire_due_captures(self, *, now: datetime | None = None, limit: int = 50) -> int:
+        """Sweep: expire up to ``limit`` timed-out captures of any enrollment (indexed, cheap)."""
+        now = _now(now)
+        with self.store.read() as s:
+            due = s.scalars(
+                select(CaptureRow.enrollment_id).where(CaptureRow.expires_at <= now).limit(limit)
+            ).all()
+        return sum(self.expire_capture_if_due(eid, now=now) for eid in due)
 
     def _locked_row(self, s: Session, enrollment_id: str, now: datetime) -> Enrollment:
         row = s.get(Enrollment, enrollment_id, with_for_update=True)
@@ -389,6 +486,10 @@ class Enrollments:
         if row.state == "locked":
             raise EnrollmentLockedError()
         return row
+
+    def expire_if_due(self, enrollment_id: str, *, now: datetime | None = None) -> None:
+        """Record the enrollment's expiry, and its capture's, when their time has come."""
+        self._expire_if_due(enrollment_id, _now(now))
 
     def _step(self, enrollment_id: str, now: datetime) -> None:
         """Raise 410 (after recording the expiry) when the enrollment has timed out."""
@@ -472,6 +573,8 @@ class Enrollments:
         expires = now + NONCE_TTL
         with self.store.write() as s:
             row = self._locked_row(s, enrollment_id, now)
+            if row.state == "capturing":
+                raise CaptureRunningError()
             if row.state not in ("consented", "challenged"):
                 raise StateError(f"A challenge is not possible in state {row.state}.")
             row.state = "challenged"
@@ -533,17 +636,34 @@ class Enrollments:
         blinks: int,
         match: bool,
         reason: str | None,
+        capture_id: str | None = None,
+        detail: str | None = None,
         now: datetime | None = None,
     ) -> LivenessVerdict:
-        """Count one attempt: verified when live and matching; locked after the third failure."""
+        """Record one attempt's verdict: verified when live and matching; locked after the
+        third failure.
+
+        The one-shot upload (state ``challenged``) counts the attempt here. A live capture
+        (``capture_id``, state ``capturing``) counted it when it started; its row is deleted in
+        the same transaction. ``detail`` is added to the audit row (no biometric data).
+        """
         now = _now(now)
         with self.store.write() as s:
             row = s.get(Enrollment, enrollment_id, with_for_update=True)
             if row is None:
                 raise NotFoundError("No such enrollment.")
-            if row.state != "challenged":
-                raise StateError(f"The enrollment changed meanwhile (state: {row.state}).")
-            row.attempts += 1
+            if capture_id is None:
+                if row.state != "challenged":
+                    raise StateError(f"The enrollment changed meanwhile (state: {row.state}).")
+                row.attempts += 1
+            else:
+                gone = s.execute(
+                    delete(CaptureRow)
+                    .where(CaptureRow.id == capture_id, CaptureRow.enrollment_id == row.id)
+                    .returning(CaptureRow.id)
+                ).all()
+                if not gone or row.state != "capturing":
+                    raise CaptureExpiredError()
             ok = live and match
             if ok:
                 row.state, row.verified_at, row.reason = "verified", now, None
@@ -554,13 +674,18 @@ class Enrollments:
                 row.state = "consented"
                 row.reason = reason or ("no_match" if live else "not_live")
             row.challenge_blinks = row.challenge_cues = None
+            prefix = f"capture {capture_id}, " if capture_id else ""
+            suffix = f" {detail}" if detail else ""
             record(
                 s,
                 actor="citizen",
                 action="liveness",
                 outcome="verified" if ok else (row.reason or "failed"),
                 enrollment_id=enrollment_id,
-                detail=f"attempt {row.attempts}: live={live} blinks={blinks} match={match}",
+                detail=(
+                    f"{prefix}attempt {row.attempts}: live={live} blinks={blinks} match={match}"
+                    f"{suffix}"
+                )[:200],
                 now=now,
             )
             return LivenessVerdict(

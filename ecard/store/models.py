@@ -164,6 +164,7 @@ class CaptureRow(Base):
     plan: Mapped[str] = mapped_column(Text)
     next_seq: Mapped[int] = mapped_column(Integer, default=0)
     frames: Mapped[int] = mapped_column(Integer, default=0)
+    first_ts: Mapped[float | None] = mapped_column(Float)
     first_arrival_ms: Mapped[float | None] = mapped_column(Float)
     first_newest_ts: Mapped[float | None] = mapped_column(Float)
     offset_ms: Mapped[float | None] = mapped_column(Float)

@@ -2,8 +2,9 @@
 
 Heavy services (store, face models, signing keys) are built once here and kept in
 ``app.extensions["ecard"]`` (:class:`~ecard.web.services.Services`); tests pass ready objects in
-``config``. Blueprints by area: enroll, cards, hospital scan, well-known, health, meta
-(OpenAPI, metrics); the pages blueprint registers in :func:`_register_blueprints`.
+``config``. Blueprints by area: enroll, capture (the live protocol), cards, hospital scan,
+well-known, health, meta (OpenAPI, metrics); the pages blueprint registers in
+:func:`_register_blueprints`.
 
 ``config`` (a mapping) replaces the environment when given: keys ``ECARD_*`` as in CONTRACT.md
 plus the web settings of :func:`~ecard.web.services.load_web_settings`, and ``STORE``,
@@ -52,9 +53,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from ecard.web import cards, enroll, health, hospital, meta, wellknown
+    from ecard.web import capture, cards, enroll, health, hospital, meta, wellknown
 
-    for module in (health, wellknown, enroll, cards, hospital, meta):
+    for module in (health, wellknown, enroll, capture, cards, hospital, meta):
         app.register_blueprint(module.bp)
     # pages (ecard/web/pages.py) register here:
     from ecard.web.pages import init_pages

@@ -1,7 +1,9 @@
 """Enrollment API: authorize (channel) -> show -> consent -> challenge -> liveness -> PIN + issue.
 
 The citizen's steps carry ``Authorization: Bearer <enrollment_token>``; the channel that started
-an enrollment may also read it (HTTP Basic) to track it.
+an enrollment may also read it (HTTP Basic) to track it. With the default random challenge the
+liveness step is the live capture protocol (``ecard/web/capture.py``); the one-shot
+``/challenge`` + ``/liveness`` upload exists only with ``ECARD_LIVENESS_CHALLENGE=N``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ecard.cards import (
     Enrollments,
     EnrollmentView,
 )
-from ecard.errors import AuthError, InvalidFieldError, NotFoundError
+from ecard.errors import AuthError, InvalidFieldError, LiveCaptureRequiredError, NotFoundError
 from ecard.web import metrics
 from ecard.web.http import bearer, channel, json_body, optional_json_body, services, str_field
 from ecard.web.upload import read_upload
@@ -45,11 +47,15 @@ def _citizen(enrollment_id: str) -> Enrollments:
 def view_to_dict(v: EnrollmentView) -> dict[str, Any]:
     challenge = None
     if v.challenge_blinks is not None:
+        # the one-shot "N blinks anywhere" challenge: no cue times (live cues stay secret)
         challenge = {
             "blinks": v.challenge_blinks,
-            "cues_ms": list(v.challenge_cues_ms or ()),
+            "cues_ms": [],
             "expires_at": iso(v.nonce_expires_at),
         }
+    capture = None
+    if v.capture_expires_at is not None:
+        capture = {"expires_at": iso(v.capture_expires_at)}
     return {
         "enrollment_id": v.id,
         "state": v.state,
@@ -63,6 +69,7 @@ def view_to_dict(v: EnrollmentView) -> dict[str, Any]:
             {"version": v.agreement_version, "at": iso(v.consented_at)} if v.consented_at else None
         ),
         "challenge": challenge,
+        "capture": capture,
         "attempts_left": v.attempts_left,
         "reason": v.reason,
         "card_no": v.card_no,
@@ -121,11 +128,20 @@ def consent(enrollment_id: str) -> Response:
     return jsonify(state=state, agreement_version=AGREEMENT_VERSION, reason=reason)
 
 
+def _one_shot_allowed() -> int:
+    """The fixed blink count of the one-shot upload; 409 ``live_capture_required`` when the
+    challenge is random (its cues are revealed live, through the capture endpoints)."""
+    fixed = services().settings.liveness_challenge
+    if fixed is None:
+        raise LiveCaptureRequiredError()
+    return fixed
+
+
 @bp.post("/<enrollment_id>/challenge")
 def challenge(enrollment_id: str) -> Response:
     enr = _citizen(enrollment_id)
     optional_json_body()
-    spec = enr.challenge(enrollment_id, services().settings.liveness_challenge)
+    spec = enr.challenge(enrollment_id, _one_shot_allowed())
     return jsonify(
         nonce=spec.nonce,
         blinks=spec.blinks,
@@ -138,6 +154,7 @@ def challenge(enrollment_id: str) -> Response:
 def liveness(enrollment_id: str) -> Response:
     enr = _citizen(enrollment_id)
     svc = services()
+    _one_shot_allowed()
     enr.ensure_state(enrollment_id, "challenged")
     upload = read_upload(svc.web)
     models = svc.require_models()

@@ -23,7 +23,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         403: "Credentials without the needed scope, or a wrong PIN",
         404: "Unknown id",
         409: "Wrong state for this step",
-        410: "The enrollment has expired",
+        410: "The enrollment (or the capture) has expired",
         413: "Too large",
         415: "Wrong content type",
         422: "A field has an invalid value",
@@ -78,6 +78,7 @@ SCHEMAS: dict[str, Any] = {
                 "enum": [
                     "authorized",
                     "consented",
+                    "capturing",
                     "challenged",
                     "verified",
                     "issued",
@@ -101,6 +102,11 @@ SCHEMAS: dict[str, Any] = {
             ),
             "consent": {"type": ["object", "null"]},
             "challenge": {"type": ["object", "null"]},
+            "capture": {
+                "type": ["object", "null"],
+                "description": "the running live capture (state capturing): when it expires",
+                "properties": {"expires_at": DT},
+            },
             "attempts_left": I,
             "reason": NS,
             "card_no": NS,
@@ -156,6 +162,72 @@ SCHEMAS: dict[str, Any] = {
             "attempts_left": I,
         },
         ["live", "blinks", "match", "state", "reason", "attempts_left"],
+    ),
+    "CaptureStarted": _obj(
+        {
+            "capture_id": S,
+            "expires_at": DT,
+            "batch_ms": {**I, "description": "send a batch about this often (ms)"},
+            "max_batch_frames": {**I, "description": "most frames in one batch"},
+            "fps": {**I, "description": "frames per second to record"},
+            "max_side": {**I, "description": "downscale frames to at most this many px a side"},
+            "max_ms": {**I, "description": "longest capture (ms of client time)"},
+            "attempts_left": I,
+        },
+        [
+            "capture_id",
+            "expires_at",
+            "batch_ms",
+            "max_batch_frames",
+            "fps",
+            "max_side",
+            "max_ms",
+            "attempts_left",
+        ],
+    ),
+    "CaptureBatch": {
+        "type": "object",
+        "description": (
+            "One batch of the live capture: `seq` 0, 1, 2 ... (the next expected; a repeated "
+            "or skipped one is 409 `batch_repeated` / `batch_out_of_order`), `timestamps_ms` "
+            "(a JSON list: ms since the capture's first frame, one per frame, strictly "
+            "increasing also across batches; else 422 `bad_timestamps`) and `frames` (JPEG "
+            "parts in order; too many in the batch or the capture is 413 `too_many_frames`). "
+            "Timing is judged by the server: a batch far behind real time is 422 "
+            "`frames_too_late`, one stamped ahead of the time elapsed since the first batch "
+            "422 `frames_from_future`. A refused batch changes nothing: send it again "
+            "correctly, or send the next frames under the same `seq`."
+        ),
+        "properties": {
+            "seq": {"type": "string", "pattern": "^[0-9]{1,9}$"},
+            "timestamps_ms": S,
+            "frames": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        },
+        "required": ["seq", "timestamps_ms", "frames"],
+    },
+    "CaptureAnswer": _obj(
+        {
+            "cue": {**B, "description": "true: the person should act now (blink)"},
+            "action": {"type": ["string", "null"], "enum": ["blink", None]},
+            "done": {**B, "description": "true: stop recording and call finish"},
+            "face": {"type": "string", "enum": ["ok", "none", "multiple"]},
+            "seq": I,
+            "cues_total": I,
+            "cues_shown": I,
+        },
+        ["cue", "action", "done", "face", "seq", "cues_total", "cues_shown"],
+    ),
+    "CaptureVerdict": _obj(
+        {
+            "live": B,
+            "blinks": I,
+            "match": B,
+            "state": S,
+            "reason": NS,
+            "attempts_left": I,
+            "cues": _obj({"asked": I, "answered": I}, ["asked", "answered"]),
+        },
+        ["live", "blinks", "match", "state", "reason", "attempts_left", "cues"],
     ),
     "Pin": _obj({"pin": {"type": "string", "pattern": "^[0-9]{6}$", "example": "480613"}}, ["pin"]),
     "Issued": _obj({"card": S, "card_no": S}, ["card", "card_no"]),
@@ -244,6 +316,12 @@ EID = {
     "required": True,
     "schema": {"type": "string", "maxLength": 64},
 }
+CID = {
+    "name": "capture_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "maxLength": 64},
+}
 
 
 def build_document() -> dict[str, Any]:
@@ -284,7 +362,8 @@ def build_document() -> dict[str, Any]:
         "/api/v1/enrollments/{enrollment_id}/challenge": {
             "parameters": [EID],
             "post": _op(
-                "A fresh single-use liveness challenge (blinks and cue times)",
+                "A fresh single-use one-shot challenge (with ECARD_LIVENESS_CHALLENGE=N: N "
+                "blinks anywhere); with the random challenge 409 live_capture_required",
                 (200, "Challenge"),
                 enroll_errs,
                 security=BEARER_ENROLL,
@@ -294,12 +373,45 @@ def build_document() -> dict[str, Any]:
         "/api/v1/enrollments/{enrollment_id}/liveness": {
             "parameters": [EID],
             "post": _op(
-                "Upload the clip: blink liveness and ID-photo match (3 attempts)",
+                "Upload the clip: blink liveness and ID-photo match (3 attempts); with the "
+                "random challenge 409 live_capture_required (use the capture endpoints)",
                 (200, "LivenessResult"),
                 (*enroll_errs, 413, 503),
                 multipart="LivenessUpload",
                 security=BEARER_ENROLL,
                 tag="enroll",
+            ),
+        },
+        "/api/v1/enrollments/{enrollment_id}/capture": {
+            "parameters": [EID],
+            "post": _op(
+                "Start a live capture: uses one of the 3 attempts; the challenge stays secret "
+                "(409 capture_running while another runs)",
+                (201, "CaptureStarted"),
+                enroll_errs,
+                security=BEARER_ENROLL,
+                tag="capture",
+            ),
+        },
+        "/api/v1/enrollments/{enrollment_id}/capture/{capture_id}/frames": {
+            "parameters": [EID, CID],
+            "post": _op(
+                "Send one batch of frames; the answer reveals a cue when it is due",
+                (200, "CaptureAnswer"),
+                (*enroll_errs, 413, 503),
+                multipart="CaptureBatch",
+                security=BEARER_ENROLL,
+                tag="capture",
+            ),
+        },
+        "/api/v1/enrollments/{enrollment_id}/capture/{capture_id}/finish": {
+            "parameters": [EID, CID],
+            "post": _op(
+                "End the capture: the verdict (liveness, cues, ID-photo match) at once",
+                (200, "CaptureVerdict"),
+                (*enroll_errs, 503),
+                security=BEARER_ENROLL,
+                tag="capture",
             ),
         },
         "/api/v1/enrollments/{enrollment_id}/pin": {

@@ -87,7 +87,9 @@ def test_random_challenge_has_one_to_three_spaced_cues() -> None:
     assert seen == {1, 2, 3}
 
 
-def test_random_challenge_is_served_when_configured(tmp_path, store: Store, creds, unloaded_models):
+def test_random_challenge_needs_the_live_capture(tmp_path, store: Store, creds, unloaded_models):
+    """With the default random challenge the one-shot path is refused, naming the capture
+    endpoints (the live protocol itself: test_capture.py)."""
     from svc_helpers import app_config
 
     from ecard.web import create_app
@@ -99,8 +101,12 @@ def test_random_challenge_is_served_when_configured(tmp_path, store: Store, cred
     enr = start_enrollment(client, creds, insert_citizen(store))
     eid, tok = enr["enrollment_id"], enr["enrollment_token"]
     client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
-    ch = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(tok)).json
-    assert 1 <= ch["blinks"] <= 3 and len(ch["cues_ms"]) == ch["blinks"]
+    for step in ("challenge", "liveness"):
+        r = client.post(f"/api/v1/enrollments/{eid}/{step}", headers=bearer(tok))
+        assert r.status_code == 409 and r.json["error"] == "live_capture_required", r.json
+        assert "/capture" in r.json["message"]
+    shown = client.get(f"/api/v1/enrollments/{eid}", headers=bearer(tok)).json
+    assert shown["state"] == "consented" and shown["challenge"] is None
 
 
 def test_enrollment_expires_after_fifteen_minutes(client, store: Store, creds) -> None:

@@ -63,6 +63,7 @@ def upgrade() -> None:
         sa.Column("plan", sa.Text(), nullable=False),
         sa.Column("next_seq", sa.Integer(), nullable=False),
         sa.Column("frames", sa.Integer(), nullable=False),
+        sa.Column("first_ts", sa.Float(), nullable=True),
         sa.Column("first_arrival_ms", sa.Float(), nullable=True),
         sa.Column("first_newest_ts", sa.Float(), nullable=True),
         sa.Column("offset_ms", sa.Float(), nullable=True),
