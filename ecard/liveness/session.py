@@ -61,6 +61,10 @@ BASELINE_MS = 3000.0
 BASELINE_PERCENTILE = 90.0
 #: at most one encoding candidate is kept per bucket of this many ms (best quality wins)
 CANDIDATE_BUCKET_MS = 200.0
+#: an identity *part* ends when the eye-masked, eye-aligned face thumbnail has drifted this far
+#: (mean absolute difference of the normalised 32 x 32 thumbnails) from the part's first frame;
+#: every part needs its own descriptor, so a slow cross-fade or morph cannot avoid one
+DRIFT_LIMIT = 0.35
 #: how many of the best descriptors decide the registry match
 MATCH_SAMPLES = 3
 _STATE_VERSION = 1
@@ -137,6 +141,43 @@ def _face_crop(work: Image, box: Box) -> tuple[Image, Box]:
     return crop, Box(box.left - x0, box.top - y0, box.right - x0, box.bottom - y0)
 
 
+def aligned_thumbnail(gray: Image, points: Points) -> npt.NDArray[np.float32]:
+    """The face aligned by its eye centres to 32 x 32, normalised, with the eye band masked.
+
+    A similarity transform puts the eye centres at fixed places, so head motion and distance do
+    not change it; blinks do not either (the eye rows are zeroed). What changes it is a different
+    face, strong pose or lighting changes: each then needs its own face descriptor.
+    """
+    import cv2
+
+    left = points[36:42].mean(axis=0)
+    right = points[42:48].mean(axis=0)
+    dx, dy = right - left
+    dist = math.hypot(float(dx), float(dy)) or 1.0
+    scale = 12.0 / dist  # eye centres 12 px apart in the 32 px thumbnail
+    angle = math.atan2(float(dy), float(dx))
+    c, s_ = scale * math.cos(angle), scale * math.sin(angle)
+    centre = (left + right) / 2
+    # map centre -> (16, 11); rotate by -angle and scale
+    m = np.array(
+        [
+            [c, s_, 16 - (c * centre[0] + s_ * centre[1])],
+            [-s_, c, 11 - (-s_ * centre[0] + c * centre[1])],
+        ],
+        dtype=np.float64,
+    )
+    thumb = cv2.warpAffine(gray, m, (32, 32), flags=cv2.INTER_AREA).astype(np.float32)
+    thumb[7:15, :] = np.nan  # the eye band: blinks must not count as drift
+    valid = thumb[~np.isnan(thumb)]
+    thumb = (thumb - float(valid.mean())) / (float(valid.std()) + 1.0)
+    return np.nan_to_num(thumb, nan=0.0).astype(np.float32)
+
+
+def drift_score(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
+    """Mean absolute difference of two :func:`aligned_thumbnail` values (0 = identical)."""
+    return float(np.mean(np.abs(a - b)))
+
+
 def max_pair_distance(encodings: Sequence[npt.NDArray[np.float64]]) -> float | None:
     """The largest Euclidean distance between any two descriptors (None for fewer than two)."""
     if len(encodings) < 2:
@@ -174,6 +215,9 @@ class LivenessSession:
         self._landmarks: list[npt.NDArray[np.float32] | None] = []
         self._segment: list[int] = []
         self._segments = 0
+        self._part: list[int] = []
+        self._parts = 0
+        self._part_ref: npt.NDArray[np.float32] | None = None
         self._shape: tuple[int, int] | None = None
         self._anchors: list[_Anchor] = []
         self._passes = 0
@@ -235,10 +279,17 @@ class LivenessSession:
                 self._eyes.append((math.nan, math.nan))
                 self._landmarks.append(None)
                 self._segment.append(-1)
+                self._part.append(-1)
                 continue
+            thumb = aligned_thumbnail(gray, obs.landmarks)
             if obs.acquired or not self._segment or self._segment[-1] < 0:
                 self._segments += 1
+                self._part_ref = None
+            if self._part_ref is None or drift_score(thumb, self._part_ref) > DRIFT_LIMIT:
+                self._parts += 1
+                self._part_ref = thumb
             self._segment.append(self._segments)
+            self._part.append(self._parts)
             left, right = eye_openness(obs.landmarks)
             openness = (left + right) / 2.0
             self._eyes.append((left, right))
@@ -287,8 +338,14 @@ class LivenessSession:
         return runs
 
     def _windows(self, start: int) -> list[tuple[int, float, float]]:
-        """(segment, from_ms, to_ms) windows that each need one descriptor, batch from ``start``."""
+        """(segment, from_ms, to_ms) windows that each need one descriptor, batch from ``start``.
+
+        A segment id is negative for a *part* window (-part - 2): any frame of that part.
+        """
         windows: list[tuple[int, float, float]] = []
+        for part in sorted({p for p in self._part[start:] if p >= 0}):
+            times = [t for t, q in zip(self._times, self._part, strict=True) if q == part]
+            windows.append((-part - 2, times[0], times[-1]))
         lo = max(0, start - 1)
         closures = self._closures(lo)
         # every closure the blink detector reports on the series so far (any kind) as well
@@ -321,15 +378,21 @@ class LivenessSession:
 
         chosen: list[_Candidate] = []
 
+        def group(seg: int, index: int) -> bool:
+            """Whether frame ``index`` belongs to window group ``seg`` (segment or part)."""
+            if seg <= -2:
+                return self._part[index] == -seg - 2
+            return self._segment[index] == seg
+
         def covered(seg: int, lo: float, hi: float) -> bool:
-            return any(a.segment == seg and lo <= a.t_ms <= hi for a in self._anchors) or any(
-                c.segment == seg and lo <= c.t_ms <= hi for c in chosen
+            return any(group(seg, a.index) and lo <= a.t_ms <= hi for a in self._anchors) or any(
+                group(seg, c.index) and lo <= c.t_ms <= hi for c in chosen
             )
 
         for seg, lo, hi in sorted(self._windows(start), key=lambda w: w[2]):
             if covered(seg, lo, hi):
                 continue
-            inside = [c for c in candidates if c.segment == seg and lo <= c.t_ms <= hi]
+            inside = [c for c in candidates if group(seg, c.index) and lo <= c.t_ms <= hi]
             if inside:
                 chosen.append(max(inside, key=lambda c: c.quality))
         if not self.lookahead and candidates:
@@ -355,14 +418,10 @@ class LivenessSession:
 
     def _series(self) -> tuple[list[float | None], list[int]]:
         """Openness per frame with frames of unanchored segments dropped, and the segment ids."""
-        anchored = {a.segment for a in self._anchors}
-        seg_span: dict[int, list[float]] = {}
-        for t, seg in zip(self._times, self._segment, strict=True):
-            if seg >= 0:
-                seg_span.setdefault(seg, [t, t])[1] = t
+        anchored = {self._part[a.index] for a in self._anchors}
         values: list[float | None] = []
-        for v, seg in zip(self._open, self._segment, strict=True):
-            keep = seg in anchored
+        for v, part in zip(self._open, self._part, strict=True):
+            keep = part in anchored
             values.append(None if (math.isnan(v) or not keep) else v)
         return values, list(self._segment)
 
@@ -454,7 +513,7 @@ class LivenessSession:
             face_distance=distance,
             samples=self.best_samples(),
             encodings=len(self._anchors),
-            segments=len({a.segment for a in self._anchors}),
+            segments=len({self._part[a.index] for a in self._anchors}),
         )
 
     # --- state between HTTP batches ----------------------------------------------------------
@@ -470,6 +529,7 @@ class LivenessSession:
             "version": _STATE_VERSION,
             "tracker": self._tracker.get_state(),
             "segments": self._segments,
+            "parts": self._parts,
             "shape": list(self._shape) if self._shape else None,
             "passes": self._passes,
             "second": self._second,
@@ -486,6 +546,10 @@ class LivenessSession:
             eyes=np.asarray(self._eyes, dtype=np.float64).reshape(n, 2),
             marks=marks,
             segment=np.asarray(self._segment, dtype=np.int32),
+            part=np.asarray(self._part, dtype=np.int32),
+            part_ref=(
+                np.zeros((0, 32), dtype=np.float32) if self._part_ref is None else self._part_ref
+            ),
             anchors=np.asarray([a.encoding for a in self._anchors], dtype=np.float64).reshape(
                 len(self._anchors), 128
             ),
@@ -523,6 +587,10 @@ class LivenessSession:
         s._eyes = [(float(a), float(b)) for a, b in arrays["eyes"]]
         s._landmarks = [None if np.isnan(m[0, 0]) else m for m in arrays["marks"]]
         s._segment = [int(v) for v in arrays["segment"]]
+        s._part = [int(v) for v in arrays["part"]]
+        s._parts = int(meta["parts"])
+        ref = arrays["part_ref"]
+        s._part_ref = None if ref.size == 0 else np.asarray(ref, dtype=np.float32)
         s._anchors = [
             _Anchor(int(i), float(t), int(seg), float(q), np.asarray(enc, dtype=np.float64))
             for (i, t, seg, q), enc in zip(meta["anchors"], arrays["anchors"], strict=True)
