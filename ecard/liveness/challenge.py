@@ -72,9 +72,10 @@ CueAction = Literal["blink"]
 FIRST_DUE_MS = (1500, 2500)
 #: time between two cues' due times, at the least / most (ms); the least leaves the previous
 #: window (``window_ms``) closed before the next cue can be revealed, plus a batch of latency
-GAP_MS = (1900, 2700)
-#: how many cues a live challenge has, at the least / most
-CUES = (4, 5)
+GAP_MS = (1900, 2500)
+#: how many cues a live challenge has, at the least / most (both 5: 4 cues are too weak against
+#: a replayed fast blinker, 6 make the capture too long; see docs/challenge.md)
+CUES = (5, 5)
 
 
 @dataclass(frozen=True)
@@ -100,18 +101,20 @@ class LiveChallenge:
       the reveal takes to reach the screen.
     * ``tail_ms`` 300: the capture goes on this long after the last window closes, so a blink
       that started late in the window is seen whole.
-    * ``alpha`` 0.01: the challenge is met only if the chance that blinks unrelated to the cues
+    * ``alpha`` 0.05: the challenge is met only if the chance that blinks unrelated to the cues
       land in every window, given how many blinks the capture has (:func:`chance_of_hits`), is
-      below ``alpha``: a person who blinks all the time hits every window by luck.
-    * ``max_uncued`` 6: at most this many blinks that answer no cue.
+      below ``alpha``: a person who blinks all the time hits every window by luck. A Poisson
+      blinker of any rate passes at most ``alpha`` of challenges.
+    * ``max_uncued`` 4: at most this many blinks that answer no cue (a person looking at a
+      screen blinks about 10 times a minute; a recording of a fast blinker far more often).
     """
 
     cues: tuple[Cue, ...]
     min_reaction_ms: int = 250
     window_ms: int = 1400
     tail_ms: int = 300
-    alpha: float = 0.01
-    max_uncued: int = 6
+    alpha: float = 0.05
+    max_uncued: int = 4
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.cues) <= 10:
@@ -174,9 +177,9 @@ class CueVerdict:
     ``answered[i]``: cue *i* was answered by its own blink. ``blinks``: counted blinks starting
     within the capture; ``uncued``: those that answer no cue. ``chance``: the probability that
     ``blinks`` blink starts placed at random over the capture would hit every window
-    (:func:`chance_of_hits`; 1.0 when a cue was never shown). ``met`` only if every cue was
-    answered, ``chance < alpha`` and ``uncued <= max_uncued``; ``reason`` is then None, else
-    ``"challenge_not_met"``.
+    (:func:`chance_of_hits`); computed only when every cue was answered, else 1.0. ``met``
+    only if every cue was answered, ``chance < alpha`` and ``uncued <= max_uncued``;
+    ``reason`` is then None, else ``"challenge_not_met"``.
     """
 
     met: bool
@@ -221,8 +224,8 @@ def _union_length(intervals: Sequence[tuple[float, float]]) -> float:
 
 def chance_of_hits(windows: Sequence[tuple[float, float]], span: float, blinks: int) -> float:
     """Probability that ``blinks`` points placed uniformly at random over ``[0, span]`` leave no
-    window empty. The windows are fractions-of-span-free: given in the same unit as ``span``
-    and relative to its start (clip them to it first).
+    window empty; windows ``(lo, hi)`` in the unit of ``span``, relative to its start and
+    inside it (clip them first).
 
     This is the null hypothesis "the blinks are unrelated to the cues": for a Poisson blinker
     of *any* rate, the blink starts given their number are uniform, so the test needs no rate
@@ -231,8 +234,8 @@ def chance_of_hits(windows: Sequence[tuple[float, float]], span: float, blinks: 
     """
     if not windows:
         return 1.0
-    if span <= 0 or blinks < len(windows):
-        return 0.0 if span > 0 else 1.0
+    if span <= 0:
+        return 1.0
     k = len(windows)
     total = 0.0
     for mask in range(1 << k):
@@ -242,38 +245,51 @@ def chance_of_hits(windows: Sequence[tuple[float, float]], span: float, blinks: 
     return min(1.0, max(0.0, total))
 
 
+def _answer(
+    windows: Sequence[tuple[int, int] | None], starts: Sequence[int]
+) -> tuple[list[bool], int]:
+    """Match blinks to cues: each cue, in order, takes the earliest unused blink start in its
+    window (optimal for windows in time order). Returns ``answered`` and the blinks used."""
+    used: set[int] = set()
+    answered: list[bool] = []
+    for w in windows:
+        found = None
+        if w is not None:
+            lo, hi = w
+            found = next((j for j, s in enumerate(starts) if j not in used and lo <= s <= hi), None)
+        if found is not None:
+            used.add(found)
+        answered.append(found is not None)
+    return answered, len(used)
+
+
 def judge_live(
     challenge: LiveChallenge,
     shown_ms: Sequence[int | None],
     events: Sequence[BlinkEvent],
     span_ms: tuple[int, int],
 ) -> CueVerdict:
-    """Judge a live capture: ``shown_ms[i]`` is the client time (ms since the capture's first
-    frame) at which cue *i* was shown (None: never revealed), ``events`` the blink events of
-    the whole capture (only ``kind == "blink"`` counts), ``span_ms`` its first and last frame
-    times. Each cue takes the earliest unused blink that starts in its window."""
+    """Judge a live capture's answers to its challenge.
+
+    ``shown_ms[i]``: the client time (ms since the capture's first frame) at which cue *i* was
+    shown, as estimated by the server (None: never revealed). ``events``: the blink events of
+    the whole capture (only ``kind == "blink"`` counts, and only blinks starting within the
+    span). ``span_ms``: the capture's first and last frame times (ms). Each cue takes the
+    earliest unused blink that starts in its window (:func:`cue_windows`); then the chance of
+    hitting every window by luck (:func:`chance_of_hits`, windows clipped to the span) and the
+    number of uncued blinks decide.
+    """
     first, last = span_ms
     starts = sorted(e.start_ms for e in events if e.is_blink and first <= e.start_ms <= last)
     windows = cue_windows(challenge, shown_ms)
-    used: set[int] = set()
-    answered: list[bool] = []
-    for w in windows:
-        found = None
-        if w is not None:
-            found = next(
-                (j for j, s in enumerate(starts) if j not in used and w[0] <= s <= w[1]), None
-            )
-        if found is not None:
-            used.add(found)
-        answered.append(found is not None)
-    uncued = len(starts) - len(used)
-    if all(w is not None for w in windows):
+    answered, used = _answer(windows, starts)
+    uncued = len(starts) - used
+    chance = 1.0
+    if all(answered):
         clipped = [
             (max(w[0], first) - first, min(w[1], last) - first) for w in windows if w is not None
         ]
-        chance = chance_of_hits([c for c in clipped if c[1] > c[0]], last - first, len(starts))
-    else:
-        chance = 1.0
+        chance = chance_of_hits(clipped, last - first, len(starts))
     met = all(answered) and chance < challenge.alpha and uncued <= challenge.max_uncued
     return CueVerdict(
         met=met,
@@ -324,9 +340,10 @@ def cue_status(
             reveal = nxt
     active: int | None = reveal
     if active is None:
-        verdict = judge_live(challenge, shown, events_so_far, (0, max(newest_ts, 0)))
+        starts = sorted(e.start_ms for e in events_so_far if e.is_blink)
+        answered, _ = _answer(cue_windows(challenge, shown), starts)
         for i, s in enumerate(shown):
-            if s is not None and newest_ts < s + challenge.window_ms and not verdict.answered[i]:
+            if s is not None and newest_ts < s + challenge.window_ms and not answered[i]:
                 active = i
     done = (
         reveal is None
