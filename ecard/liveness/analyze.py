@@ -11,8 +11,10 @@ only a handful of candidate frames for the face samples are held until the end.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +23,7 @@ from ecard.faces.models import Box, FaceModels
 from ecard.liveness.blinks import eye_openness, face_ear
 from ecard.liveness.challenge import Challenge
 from ecard.liveness.media import TimedFrame, iter_jpegs, iter_video
+from ecard.liveness.pad import PadModels
 from ecard.liveness.policy import BlinkPolicy, MediaLimits
 from ecard.liveness.result import LivenessResult
 from ecard.liveness.session import LivenessSession
@@ -142,14 +145,38 @@ def track_frames(
     return track, [buckets[k] for k in sorted(buckets)]
 
 
+_shared_pad: PadModels | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_pad_models() -> PadModels:
+    """The process-wide loaded MiniFASNet models (loaded on first call, SHA-256 checked)."""
+    global _shared_pad
+    with _shared_lock:
+        if _shared_pad is None:
+            _shared_pad = PadModels()
+    return _shared_pad.load()
+
+
+PadChoice = PadModels | Literal[False] | None
+
+
+def _pad(choice: PadChoice) -> PadModels | None:
+    """``None``: the shared PAD models; ``False``: no paper/screen check (blinks only)."""
+    if choice is False:
+        return None
+    return shared_pad_models() if choice is None else choice
+
+
 def _analyze(
     frames: Iterable[TimedFrame],
     models: FaceModels,
     challenge: Challenge | None,
     policy: BlinkPolicy,
+    pad: PadChoice = None,
 ) -> LivenessResult:
     """A whole clip as one batch of a :class:`~ecard.liveness.session.LivenessSession`."""
-    session = LivenessSession(models, policy, lookahead=True)
+    session = LivenessSession(models, policy, pad=_pad(pad), lookahead=True)
     session.feed(frames)
     return session.finish(challenge)
 
@@ -161,6 +188,7 @@ def analyze_video(
     challenge: Challenge | None = None,
     policy: BlinkPolicy | None = None,
     limits: MediaLimits | None = None,
+    pad: PadChoice = None,
 ) -> LivenessResult:
     """Liveness of a clip (path, bytes, or a folder of frames in natural file-name order).
 
@@ -170,7 +198,7 @@ def analyze_video(
     not blink is not an error: ``live`` is False with ``reason`` ``"no_blink"``.
     """
     frames = iter_video(path_or_bytes, limits or MediaLimits())
-    return _analyze(frames, models, challenge, policy or BlinkPolicy())
+    return _analyze(frames, models, challenge, policy or BlinkPolicy(), pad)
 
 
 def analyze_timed_frames(
@@ -179,12 +207,13 @@ def analyze_timed_frames(
     models: FaceModels,
     challenge: Challenge | None = None,
     policy: BlinkPolicy | None = None,
+    pad: PadChoice = None,
 ) -> LivenessResult:
     """Liveness of decoded frames in memory: ``(bgr uint8 image, t_ms)`` pairs, in order.
 
     For benchmarks and attack generators that build clips in memory (no file is written).
     """
-    return _analyze(frames, models, challenge, policy or BlinkPolicy())
+    return _analyze(frames, models, challenge, policy or BlinkPolicy(), pad)
 
 
 def analyze_frames(
@@ -194,7 +223,8 @@ def analyze_frames(
     challenge: Challenge | None = None,
     policy: BlinkPolicy | None = None,
     limits: MediaLimits | None = None,
+    pad: PadChoice = None,
 ) -> LivenessResult:
     """Liveness of JPEG/PNG frames with capture times in ms (e.g. from a browser), in order."""
     decoded = iter_jpegs(frames, limits or MediaLimits())
-    return _analyze(decoded, models, challenge, policy or BlinkPolicy())
+    return _analyze(decoded, models, challenge, policy or BlinkPolicy(), pad)

@@ -25,16 +25,17 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ecard.errors import MultipleFacesError, NoFaceError, UnreadableMediaError
 from ecard.faces.models import Box, FaceModels
+from ecard.liveness.authenticity import BlinkEvidence, eye_features, judge_blink
 from ecard.liveness.blinks import BlinkEvent, detect_blinks, eye_openness, face_ear
 from ecard.liveness.challenge import Challenge, challenge_met
 from ecard.liveness.media import TimedFrame
+from ecard.liveness.pad import PadModels, PadVerdict, frame_features, judge_medium
 from ecard.liveness.policy import BlinkPolicy
 from ecard.liveness.result import FaceSample, LivenessResult
 from ecard.liveness.tracking import FaceTracker
@@ -65,6 +66,8 @@ CANDIDATE_BUCKET_MS = 200.0
 #: (mean absolute difference of the normalised 32 x 32 thumbnails) from the part's first frame;
 #: every part needs its own descriptor, so a slow cross-fade or morph cannot avoid one
 DRIFT_LIMIT = 0.35
+#: the medium cues (ecard/liveness/pad.py) are measured on a frame about this often (ms)
+PAD_EVERY_MS = 300.0
 #: how many of the best descriptors decide the registry match
 MATCH_SAMPLES = 3
 _STATE_VERSION = 1
@@ -178,6 +181,12 @@ def drift_score(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float
     return float(np.mean(np.abs(a - b)))
 
 
+def _rejected(event: BlinkEvent) -> BlinkEvent:
+    """A dip shaped like a blink that does not count (no identity on both sides, or not
+    authentic: the face moved as a whole or the eye's look did not change)."""
+    return replace(event, kind="truncated")
+
+
 def max_pair_distance(encodings: Sequence[npt.NDArray[np.float64]]) -> float | None:
     """The largest Euclidean distance between any two descriptors (None for fewer than two)."""
     if len(encodings) < 2:
@@ -198,7 +207,7 @@ class LivenessSession:
         models: FaceModels,
         policy: BlinkPolicy | None = None,
         *,
-        pad: Any = None,
+        pad: PadModels | None = None,
         lookahead: bool = True,
     ) -> None:
         self.models = models
@@ -218,6 +227,12 @@ class LivenessSession:
         self._part: list[int] = []
         self._parts = 0
         self._part_ref: npt.NDArray[np.float32] | None = None
+        self._eye_feats: list[npt.NDArray[np.float32] | None] = []
+        self._pad_feats: list[tuple[int, dict[str, float]]] = []
+        self._last_pad_t = -1e18
+        #: set by :meth:`finish`: each counted blink's authenticity, the paper/screen verdict
+        self.evidence: dict[int, BlinkEvidence] = {}
+        self.medium: PadVerdict | None = None
         self._shape: tuple[int, int] | None = None
         self._anchors: list[_Anchor] = []
         self._passes = 0
@@ -280,6 +295,7 @@ class LivenessSession:
                 self._landmarks.append(None)
                 self._segment.append(-1)
                 self._part.append(-1)
+                self._eye_feats.append(None)
                 continue
             thumb = aligned_thumbnail(gray, obs.landmarks)
             if obs.acquired or not self._segment or self._segment[-1] < 0:
@@ -296,6 +312,11 @@ class LivenessSession:
             self._ear.append(face_ear(obs.landmarks))
             self._open.append(openness)
             self._landmarks.append(obs.landmarks.astype(np.float32))
+            self._eye_feats.append(eye_features(gray, obs.landmarks))
+            if self.pad is not None and t_ms - self._last_pad_t >= PAD_EVERY_MS:
+                self._last_pad_t = float(t_ms)
+                feats = frame_features(work, obs.box, obs.landmarks, self.pad)
+                self._pad_feats.append((index, feats))
             base = self._baseline(index)
             if math.isnan(base) or openness < OPEN_RATIO * base:
                 continue
@@ -454,6 +475,26 @@ class LivenessSession:
         )
         return before and after
 
+    def _arrays(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Landmarks (n, 68, 2) and eye features (n, k) with NaN rows where no face was found."""
+        n = len(self._times)
+        marks = np.full((n, 68, 2), np.nan)
+        width = next((len(f) for f in self._eye_feats if f is not None), 1)
+        feats = np.full((n, width), np.nan)
+        for i, (m, f) in enumerate(zip(self._landmarks, self._eye_feats, strict=True)):
+            if m is not None:
+                marks[i] = m
+            if f is not None:
+                feats[i] = f
+        return marks, feats
+
+    def judge_medium(self) -> PadVerdict | None:
+        """The paper/screen verdict over the sampled frames (None when PAD is off)."""
+        if self.pad is None:
+            return None
+        kept = [f for i, f in self._pad_feats if self._part[i] >= 0]
+        return judge_medium(kept)
+
     def best_samples(self, k: int = MATCH_SAMPLES) -> tuple[FaceSample, ...]:
         """The ``k`` best-quality descriptors, in time order (for the registry match)."""
         top = sorted(self._anchors, key=lambda a: a.quality, reverse=True)[:k]
@@ -480,20 +521,29 @@ class LivenessSession:
             )
         events = self.events()
         counted = []
+        self.evidence = {}
+        marks, feats = self._arrays()
         for e in events:
-            if e.is_blink and not self._bound(e):
-                counted.append(replace(e, kind="truncated"))
-            else:
+            if not e.is_blink:
                 counted.append(e)
+            elif not self._bound(e):
+                counted.append(_rejected(e))
+            else:
+                evidence = judge_blink(self._times, marks, feats, e)
+                self.evidence[e.start] = evidence
+                counted.append(e if evidence.authentic else _rejected(e))
         events = tuple(counted)
         blinks = sum(e.is_blink for e in events)
         distance = max_pair_distance([a.encoding for a in self._anchors])
         met = None if challenge is None else challenge_met(challenge, events)
         needed = policy.min_blinks if challenge is None else challenge.blinks
         kept = sum(v is not None for v in self._series()[0])
+        self.medium = self.judge_medium()
         reason: str | None = None
         if kept < policy.min_face_share * n:
             reason = "no_face"
+        elif self.medium is not None and self.medium.attack:
+            reason = "presentation_attack"
         elif distance is not None and distance > policy.same_face_distance:
             reason = "face_changed"
         elif blinks == 0 and needed > 0:
@@ -535,6 +585,8 @@ class LivenessSession:
             "second": self._second,
             "encodings_done": self._encodings_done,
             "anchors": [[a.index, a.t_ms, a.segment, a.quality] for a in self._anchors],
+            "pad": [[i, f] for i, f in self._pad_feats],
+            "last_pad_t": self._last_pad_t,
         }
         buf = io.BytesIO()
         np.savez_compressed(
@@ -546,6 +598,7 @@ class LivenessSession:
             eyes=np.asarray(self._eyes, dtype=np.float64).reshape(n, 2),
             marks=marks,
             segment=np.asarray(self._segment, dtype=np.int32),
+            eyefeats=self._arrays()[1].astype(np.float32),
             part=np.asarray(self._part, dtype=np.int32),
             part_ref=(
                 np.zeros((0, 32), dtype=np.float32) if self._part_ref is None else self._part_ref
@@ -563,7 +616,7 @@ class LivenessSession:
         models: FaceModels,
         policy: BlinkPolicy | None = None,
         *,
-        pad: Any = None,
+        pad: PadModels | None = None,
         lookahead: bool = False,
     ) -> LivenessSession:
         """Continue a session saved by :meth:`to_bytes` (no pickle: plain arrays and JSON)."""
@@ -588,6 +641,12 @@ class LivenessSession:
         s._landmarks = [None if np.isnan(m[0, 0]) else m for m in arrays["marks"]]
         s._segment = [int(v) for v in arrays["segment"]]
         s._part = [int(v) for v in arrays["part"]]
+        s._eye_feats = [
+            None if np.isnan(row).all() else np.asarray(row, dtype=np.float32)
+            for row in arrays["eyefeats"]
+        ]
+        s._pad_feats = [(int(i), {str(k): float(v) for k, v in f.items()}) for i, f in meta["pad"]]
+        s._last_pad_t = float(meta["last_pad_t"])
         s._parts = int(meta["parts"])
         ref = arrays["part_ref"]
         s._part_ref = None if ref.size == 0 else np.asarray(ref, dtype=np.float32)
