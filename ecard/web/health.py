@@ -18,7 +18,7 @@ def healthz() -> Response:
 def readyz() -> Response:
     svc = services()
     checks = {
-        "models": svc.models.ready,
+        "models": svc.models.ready and svc.pad is not None and svc.pad.ready,
         "keys": svc.keys is not None,
         "database": svc.store.reachable(),
     }

@@ -21,6 +21,7 @@ from ecard.store.audit import DbAttemptCounter, DbReplayGuard
 if TYPE_CHECKING:
     from ecard.cards import Cards
     from ecard.faces.models import FaceModels
+    from ecard.liveness.pad import PadModels
     from ecard.tokens.keys import KeyStore
     from ecard.tokens.pin import PinGuard, PinHasher
 
@@ -85,6 +86,8 @@ class Services:
     #: The ``iss`` of issued cards and the base of status list URIs (ECARD_ISSUER / PUBLIC_URL).
     issuer: str = "http://127.0.0.1:8000"
     keys_error: str | None = None
+    #: MiniFASNet paper/screen models (ecard/liveness/pad.py); loaded with the face models
+    pad: PadModels | None = None
     replay: DbReplayGuard = field(init=False)
     attempts: DbAttemptCounter = field(init=False)
     pin_guard: PinGuard = field(init=False)
@@ -118,6 +121,19 @@ class Services:
                 raise NotReadyError("The face models are not loaded.") from exc
         return self.models
 
+    def require_pad(self) -> PadModels:
+        """The loaded PAD models, or 503: liveness never runs without its paper/screen check."""
+        if self.pad is None:
+            from ecard.liveness.pad import PadModels
+
+            self.pad = PadModels()
+        if not self.pad.ready:
+            try:
+                self.pad.load()
+            except EcardError as exc:
+                raise NotReadyError("The presentation-attack models are not loaded.") from exc
+        return self.pad
+
     def after_fork(self) -> None:
         """Called in each gunicorn worker: no DB connection is shared across processes."""
         self.store.after_fork()
@@ -138,6 +154,14 @@ def build_services(settings: Settings, web: WebSettings, config: Mapping[str, An
             # When loading fails /readyz reports it; liveness and registration answer 503.
             with contextlib.suppress(EcardError):
                 models.load()
+    pad = config.get("PAD_MODELS")
+    if pad is None:
+        from ecard.liveness.pad import PadModels
+
+        pad = PadModels()
+        if _flag(config.get("LOAD_MODELS", "1")):
+            with contextlib.suppress(EcardError):
+                pad.load()
     keys = config.get("KEYSTORE")
     keys_error = None
     if keys is None:
@@ -153,6 +177,7 @@ def build_services(settings: Settings, web: WebSettings, config: Mapping[str, An
         keys=keys,
         issuer=_issuer(config),
         keys_error=keys_error,
+        pad=pad,
     )
 
 
