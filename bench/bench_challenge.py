@@ -32,6 +32,7 @@ Run: ``.venv/bin/python -m bench.bench_challenge`` (about a minute; ``--n 2000``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import random
@@ -46,6 +47,7 @@ from ecard.cards import random_challenge
 from ecard.liveness.blinks import BlinkEvent
 from ecard.liveness.challenge import (
     Challenge,
+    Cue,
     LiveChallenge,
     challenge_met,
     cue_status,
@@ -142,9 +144,12 @@ def _counted(event: BlinkEvent, duration_ms: int) -> bool:
     return event.is_blink or (event.kind == "truncated" and at_edge)
 
 
-def draw_timeline(rng: random.Random) -> Timeline:
+Planner = Callable[[random.Random], LiveChallenge]
+
+
+def draw_timeline(rng: random.Random, planner: Planner = plan_live_challenge) -> Timeline:
     """A plan and its reveals over a batch stream, as the capture endpoints run them."""
-    challenge = plan_live_challenge(rng)
+    challenge = planner(rng)
     shown: list[int | None] = [None] * len(challenge.cues)
     t = rng.uniform(0, BATCH_MS)
     while True:
@@ -227,6 +232,9 @@ def pass_rate(source: Source, timelines: Sequence[Timeline], seed: str) -> int:
     )
 
 
+_STAND_IN = LiveChallenge((Cue(0),))
+
+
 def today_rate(source: Source, n: int, seed: str) -> int:
     """Today's one-shot random challenge against a source (same source models)."""
     rng = random.Random(zlib.crc32(("today" + seed).encode()))
@@ -235,7 +243,7 @@ def today_rate(source: Source, n: int, seed: str) -> int:
         blinks, cues = random_challenge(rng)
         end = max(cues) + TODAY_TAIL_MS
         # a Timeline stand-in: the cues are "shown" at their times; the plan itself is unused
-        tl = Timeline(plan_live_challenge(rng), cues, (0, end))
+        tl = Timeline(_STAND_IN, cues, (0, end))
         ok += challenge_met(Challenge(blinks, cues), source(rng, tl))
     return ok
 
@@ -249,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=10_000, help="challenges per source")
     parser.add_argument("--seed", type=int, default=10)
     parser.add_argument("--turns", action="store_true", help="figures for a head-turn action")
+    parser.add_argument("--sweep", type=int, default=0, help="N: other parameters, N each")
     args = parser.parse_args(argv)
     if not BLINK.exists():
         print(f"needs ../shared/data ({BLINK} is absent)")
@@ -289,9 +298,73 @@ def main(argv: Sequence[str] | None = None) -> int:
         today = today_rate(source, args.n, name)
         print(f"{name:50}  {100 * k / args.n:6.2f} %{'':22}  {100 * today / args.n:6.2f} %")
     print(f"simulation: {time.perf_counter() - t1:.1f} s")
+    if args.sweep:
+        sweep(clips, durations, args.sweep, args.seed)
     if args.turns:
-        turn_figures(clips, args.n, args.seed)
+        turn_figures(clips, timelines, durations)
     return 0
+
+
+# --- other parameters: the trade-off (--sweep) -------------------------------------------------
+
+#: (cues, gap between due times ms, window end ms, alpha, max uncued); the first is the default
+SWEEP: tuple[tuple[tuple[int, ...], tuple[int, int], int, float, int], ...] = (
+    ((5,), (1900, 2500), 1400, 0.05, 4),
+    ((5,), (1900, 2500), 1400, 1.0, 4),
+    ((5,), (1900, 2500), 1400, 0.05, 3),
+    ((5,), (1900, 2500), 1400, 0.05, 6),
+    ((5,), (1900, 2500), 1400, 0.02, 6),
+    ((5,), (1900, 2500), 1300, 0.05, 4),
+    ((5,), (1900, 2500), 1500, 0.05, 4),
+    ((5,), (1700, 2100), 1400, 0.05, 4),
+    ((4,), (1900, 2500), 1400, 0.05, 4),
+    ((4,), (1900, 2500), 1400, 0.1, 4),
+    ((4, 5, 6), (1900, 2500), 1400, 0.05, 4),
+    ((6,), (1700, 2100), 1400, 0.05, 4),
+    ((6,), (1700, 2100), 1300, 0.05, 4),
+    ((7,), (1600, 2000), 1300, 0.05, 3),
+)
+
+
+def planner(
+    cues: tuple[int, ...], gap: tuple[int, int], window: int, alpha: float, uncued: int
+) -> Planner:
+    def plan(rng: random.Random) -> LiveChallenge:
+        base = plan_live_challenge(rng)
+        t = base.cues[0].due_ms
+        dues = []
+        for _ in range(rng.choice(cues)):
+            dues.append(Cue(t))
+            t += rng.randint(*gap)
+        return dataclasses.replace(
+            base, cues=tuple(dues), window_ms=window, alpha=alpha, max_uncued=uncued
+        )
+
+    return plan
+
+
+def sweep(clips: Sequence[Clip], durations: Sequence[int], n: int, seed: int) -> None:
+    """Cooperative and worst replay pass rates for other parameters (n challenges each)."""
+    print(f"\nother parameters ({n} challenges each; worst over every source above):")
+    print(
+        f"{'cues':8} {'gaps ms':12} {'window':>6} {'alpha':>5} {'uncued':>6} {'capture':>7} "
+        f"{'coop':>7} {'coop+d':>7} {'worst replay':>13}  source"
+    )
+    sources: list[tuple[str, Source]] = [(f"replay {c.name}", replay(c)) for c in clips]
+    sources += [(f"Poisson {r}/min", poisson(r, durations)) for r in POISSON_RATES]
+    for cues, gap, window, alpha, uncued in SWEEP:
+        rng = random.Random(seed)
+        plan = planner(cues, gap, window, alpha, uncued)
+        tls = [draw_timeline(rng, plan) for _ in range(n)]
+        coop = pass_rate(cooperative(durations), tls, "coop") / n
+        coop_d = pass_rate(cooperative(durations, 250, 80), tls, "coop+d") / n
+        worst, name = max((pass_rate(src, tls, nm), nm) for nm, src in sources)
+        length = sorted(tl.span_ms[1] for tl in tls)[n // 2] / 1000
+        print(
+            f"{'/'.join(map(str, cues)):8} {gap[0]}-{gap[1]:<7} {window:>6} {alpha:>5} "
+            f"{uncued:>6} {length:>6.1f}s {100 * coop:>6.1f}% {100 * coop_d:>6.1f}% "
+            f"{100 * worst / n:>12.2f}%  {name}"
+        )
 
 
 # --- proposed second action: a head turn to a random side (figures only, not implemented) -----
@@ -343,21 +416,65 @@ def turned(times: list[float], yaw: list[float], at: float, side: int, length: f
     return any(side * (y - ref) >= TURN_YAW for y in after)
 
 
-def turn_figures(clips: Sequence[Clip], n: int, seed: int) -> None:
-    """Chance that a replayed clip turns its head to the asked side within one turn window."""
-    print(f"\nproposed head turn (random side, yaw {TURN_YAW}, window {TURN_WINDOW_MS} ms):")
-    rng = random.Random(seed)
-    trials = max(n // 10, 500)
+def _without(tl: Timeline, j: int) -> Timeline:
+    """The timeline's blink part when cue ``j`` asks for a head turn instead."""
+    ch = tl.challenge
+    cues = ch.cues[:j] + ch.cues[j + 1 :]
+    return Timeline(
+        dataclasses.replace(ch, cues=cues), tl.shown_ms[:j] + tl.shown_ms[j + 1 :], tl.span_ms
+    )
+
+
+def turn_figures(
+    clips: Sequence[Clip], timelines: Sequence[Timeline], durations: Sequence[int]
+) -> None:
+    """The proposal: one of the 5 cues (at random) asks for a head turn to a random side. A
+    replay passes if its 4 blink cues pass as today and it turns to the asked side in time."""
+    n = len(timelines)
+    print(
+        f"\nproposed: one of the cues asks for a head turn to a random side (yaw proxy moves "
+        f">= {TURN_YAW} within [shown + {TURN_WINDOW_MS[0]}, shown + {TURN_WINDOW_MS[1]}] ms)"
+    )
+    print(f"{'source':44} {'turn cue hit':>30}  {'whole challenge':>30}")
+    worst = (0, "")
     for rel, clip in zip(CLIPS, clips, strict=True):
         times, yaw, length = yaw_series(rel)
-        if len(times) < 2:
-            print(f"  replay {clip.name:36} no face")
-            continue
-        k = sum(
-            turned(times, yaw, rng.uniform(0, length), rng.choice((-1, 1)), length)
-            for _ in range(trials)
+        rng = random.Random(zlib.crc32(("turn" + rel).encode()))
+        turns = both = 0
+        for tl in timelines:
+            j = rng.randrange(len(tl.shown_ms))
+            side = rng.choice((-1, 1))
+            offset = rng.uniform(0, clip.duration_ms)
+            hit = len(times) > 1 and turned(times, yaw, offset + tl.shown_ms[j], side, length)
+            turns += hit
+            if hit:
+                part = _without(tl, j)
+                events = replay_events(clip, offset, tl.span_ms[1])
+                both += judge_live(part.challenge, part.shown_ms, events, part.span_ms).met
+        worst = max(worst, (both, clip.name))
+        print(f"replay {clip.name:37} {pct(turns, n):>30}  {pct(both, n):>30}")
+    print(f"{'worst replay: ' + worst[1]:44} {'':30}  {pct(worst[0], n):>30}")
+    # a restless head: turns to a random side at 20/min, any one enough (an upper bound for a
+    # recording that moves a lot), with a Poisson blinker's blink part
+    p_turn = 1 - math.exp(-20 / 60_000 * (TURN_WINDOW_MS[1] - TURN_WINDOW_MS[0]) / 2)
+    rng = random.Random(7)
+    for r in POISSON_RATES:
+        src = poisson(r, durations)
+        k = 0
+        for tl in timelines:
+            part = _without(tl, rng.randrange(len(tl.shown_ms)))
+            k += judge_live(part.challenge, part.shown_ms, src(rng, part), part.span_ms).met
+        print(
+            f"Poisson {r}/min, turning 20/min: blink part {100 * k / n:5.2f} % x turn "
+            f"{p_turn:.2f} = {100 * k / n * p_turn:5.2f} %"
         )
-        print(f"  replay {clip.name:36} one turn cue answered: {pct(k, trials)}")
+    rng = random.Random(8)
+    coop = cooperative(durations)
+    k = 0
+    for tl in timelines:
+        part = _without(tl, rng.randrange(len(tl.shown_ms)))
+        k += judge_live(part.challenge, part.shown_ms, coop(rng, part), part.span_ms).met
+    print(f"cooperative person, blink part (the turn itself not simulated): {pct(k, n)}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import random
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Literal
 
 from ecard.liveness.blinks import BlinkEvent
@@ -232,16 +233,25 @@ def chance_of_hits(windows: Sequence[tuple[float, float]], span: float, blinks: 
     estimate. Inclusion-exclusion over the sets of windows left empty; exact also for
     overlapping windows (then it over-states the chance of a distinct blink per cue).
     """
-    if not windows:
-        return 1.0
-    if span <= 0:
+    if not windows or span <= 0:
         return 1.0
     k = len(windows)
-    total = 0.0
-    for mask in range(1 << k):
-        chosen = [windows[i] for i in range(k) if mask >> i & 1]
-        free = max(0.0, 1.0 - _union_length(chosen) / span)
-        total += (-1.0) ** len(chosen) * free**blinks
+    ordered = sorted(windows)
+    disjoint = all(a[1] <= b[0] for a, b in pairwise(ordered))
+    # covered[mask]: length of the union of the windows in mask (a sum when they are disjoint)
+    covered = [0.0] * (1 << k)
+    sign = [1.0] * (1 << k)
+    total = 1.0
+    for mask in range(1, 1 << k):
+        low = mask & -mask
+        rest = mask ^ low
+        sign[mask] = -sign[rest]
+        if disjoint:
+            lo, hi = windows[low.bit_length() - 1]
+            covered[mask] = covered[rest] + (hi - lo)
+        else:
+            covered[mask] = _union_length([windows[i] for i in range(k) if mask >> i & 1])
+        total += sign[mask] * max(0.0, 1.0 - covered[mask] / span) ** blinks
     return min(1.0, max(0.0, total))
 
 
