@@ -125,11 +125,13 @@ def test_every_shared_spoof_is_refused(face_models, parts):
 # --- same person, samples, result -------------------------------------------------------------
 
 
-def test_samples_are_spread_and_the_face_stays_the_same(face_models):
+def test_identity_is_bound_over_the_whole_clip_and_the_face_stays_the_same(face_models):
     r = analyzed(face_models, "videos", "repeating-Blink-Detector__video.mp4")
-    assert len(r.samples) == 3
+    # descriptors around every closure and in every identity part: far more than 3 samples
+    assert r.encodings >= 6 and r.segments >= 1
+    assert len(r.samples) == 3  # the best three decide the registry match
     times = [s.t_ms for s in r.samples]
-    assert times == sorted(times) and times[0] < 2000 and times[-1] > 11000
+    assert times == sorted(times)
     assert all(s.encoding.shape == (128,) for s in r.samples)
     assert r.face_distance is not None and r.face_distance < 0.4
     assert not any(e.start_ms <= s.t_ms <= e.end_ms for s in r.samples for e in r.events)

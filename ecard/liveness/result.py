@@ -65,7 +65,7 @@ class LivenessResult:
             "duration_ms": self.duration_ms,
             "challenge_met": self.challenge_met,
             "face_distance": None if self.face_distance is None else round(self.face_distance, 3),
-            "encodings": self.encodings,
-            "segments": self.segments,
+            "descriptors": self.encodings,
+            "identity_parts": self.segments,
             "events": [e.to_dict() for e in self.events],
         }

@@ -297,15 +297,11 @@ class LivenessSession:
                 self._part.append(-1)
                 self._eye_feats.append(None)
                 continue
-            thumb = aligned_thumbnail(gray, obs.landmarks)
-            if obs.acquired or not self._segment or self._segment[-1] < 0:
+            new_segment = obs.acquired or not self._segment or self._segment[-1] < 0
+            if new_segment:
                 self._segments += 1
                 self._part_ref = None
-            if self._part_ref is None or drift_score(thumb, self._part_ref) > DRIFT_LIMIT:
-                self._parts += 1
-                self._part_ref = thumb
             self._segment.append(self._segments)
-            self._part.append(self._parts)
             left, right = eye_openness(obs.landmarks)
             openness = (left + right) / 2.0
             self._eyes.append((left, right))
@@ -318,7 +314,19 @@ class LivenessSession:
                 feats = frame_features(work, obs.box, obs.landmarks, self.pad)
                 self._pad_feats.append((index, feats))
             base = self._baseline(index)
-            if math.isnan(base) or openness < OPEN_RATIO * base:
+            eyes_open = not math.isnan(base) and openness >= OPEN_RATIO * base
+            # a new identity part starts on an open-eye frame only: the frames of a closure
+            # stay in the part before it (the part after it needs its own descriptor anyway)
+            thumb = aligned_thumbnail(gray, obs.landmarks) if eyes_open else None
+            if self._part_ref is None or (
+                thumb is not None and drift_score(thumb, self._part_ref) > DRIFT_LIMIT
+            ):
+                self._parts += 1
+                self._part_ref = (
+                    thumb if thumb is not None else aligned_thumbnail(gray, obs.landmarks)
+                )
+            self._part.append(self._parts)
+            if not eyes_open:
                 continue
             key = (self._segments, int(t_ms // CANDIDATE_BUCKET_MS))
             best = candidates.get(key)
