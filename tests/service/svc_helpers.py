@@ -116,3 +116,48 @@ def issue_card(
     )
     assert r.status_code == 201, r.json
     return {**enr, **r.json, "id_number": number}
+
+
+# --- real clips ---------------------------------------------------------------------------------
+
+
+def clip_frames(path: Path, wanted: set[int]) -> dict[int, Any]:
+    """The frames of a clip with the given indices (BGR arrays)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    out: dict[int, Any] = {}
+    i = 0
+    while len(out) < len(wanted):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i in wanted:
+            out[i] = frame
+        i += 1
+    cap.release()
+    return out
+
+
+def jpeg(bgr: Any, quality: int = 90) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return buf.tobytes()
+
+
+def id_photo(bgr: Any, models: Any) -> bytes:
+    """Crop the face with a passport-like margin and downscale to 102 x 126 (an ID-card chip
+    photo)."""
+    import cv2
+
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    box = models.detect(rgb, upsample=1)[0]
+    cx, cy = (box.left + box.right) / 2, (box.top + box.bottom) / 2
+    w = box.width * 1.9
+    h = w * 126 / 102
+    x0, y0 = max(0, int(cx - w / 2)), max(0, int(cy - h * 0.45))
+    crop = bgr[y0 : int(y0 + h), x0 : int(x0 + w)]
+    small = cv2.resize(crop, (102, 126), interpolation=cv2.INTER_AREA)
+    return jpeg(small, 92)

@@ -14,19 +14,26 @@ Two halves:
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import func, select
 from svc_helpers import (
+    Clients,
+    app_config,
+    bearer,
     insert_citizen,
+    make_id_number,
+    start_enrollment,
 )
 
 from ecard.capture import BatchAnswer, CaptureLimits, Captures, CaptureStarted
@@ -532,3 +539,501 @@ def test_a_batch_that_loses_the_race_is_refused(store: Store, fake) -> None:
     with pytest.raises(EcardError) as err:
         d.send([OPEN] * 5)
     assert err.value.code == "capture_finished"
+
+
+# --- over HTTP, with the real analyser on a real clip ------------------------------------------
+
+CLIP = ("blink", "videos", "repeating-Blink-Detector__video.mp4")
+CLIP_FPS = 23.86
+#: every other frame of the clip: 11.93 fps, as the page records (``fps`` 12)
+STEP = 2
+FRAME_STEP_MS = 1000.0 * STEP / CLIP_FPS
+#: the citizen's ID photo comes from this frame, which the capture never sends
+ID_FRAME = 205
+SIDE = 320
+SEED = 7
+
+
+@dataclass(frozen=True)
+class Closure:
+    """An eye closure of the clip, in indices of the frames sent (``STEP`` apart)."""
+
+    start: int
+    end: int
+    blink: bool
+
+
+@pytest.fixture(scope="module")
+def clip(face_models, shared_data: Path) -> dict[str, Any]:
+    """The clip at 12 fps and 320 px (as the page sends it), its closures as the analyser sees
+    them when the clip is fed whole, and the ID photo."""
+    import cv2
+    from svc_helpers import clip_frames, id_photo
+
+    from ecard.liveness.session import LivenessSession
+
+    path = shared_data.joinpath(*CLIP)
+    raw = clip_frames(path, set(range(0, 400)))
+    jpegs, decoded = [], []
+    for i in range(0, len(raw), STEP):
+        h, w = raw[i].shape[:2]
+        scale = SIDE / max(h, w)
+        small = cv2.resize(
+            raw[i], (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
+        )
+        data = jpeg(small, 85)
+        jpegs.append(data)
+        decoded.append(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    whole = LivenessSession(face_models)
+    whole.feed([(img, k * FRAME_STEP_MS) for k, img in enumerate(decoded)])
+    closures = [Closure(e.start, e.end, e.is_blink) for e in whole.events()]
+    assert sum(c.blink for c in closures) >= 4, closures
+    return {"jpegs": jpegs, "closures": closures, "id_photo": id_photo(raw[ID_FRAME], face_models)}
+
+
+def jpeg(bgr: Any, quality: int) -> bytes:
+    from svc_helpers import jpeg as encode
+
+    return encode(bgr, quality)
+
+
+class TapeHead:
+    """A cooperative person, played from a real clip: a tape head that moves one frame at a
+    time through the recording, forwards or backwards (so every picture follows its neighbour
+    and the face never jumps), at a pace the client chooses.
+
+    While no cue is showing it sways over open-eye frames short of the next blink; when a cue
+    is revealed (at client time ``shown``) it walks into that blink so that the closure starts
+    ``react_ms`` later, passes through it at the clip's own pace and waits again beyond it. At
+    a long closure or the clip's end it turns round (a blink played backwards is a blink too).
+    """
+
+    def __init__(self, closures: list[Closure], frames: int, start: int, react_ms: float = 650):
+        self.closures, self.frames, self.react = closures, frames, react_ms
+        self.pos, self.dir, self.sway = start, +1, +1
+        self.t: float | None = None
+        self.going: tuple[int, float, int] | None = None  # onset, ms per frame, end to pass
+
+    def _next_blink(self, d: int) -> Closure | None:
+        ahead = sorted(
+            (c for c in self.closures if (c.start > self.pos if d > 0 else c.end < self.pos)),
+            key=lambda c: c.start * d,
+        )
+        return ahead[0] if ahead and ahead[0].blink else None
+
+    def _target(self) -> Closure:
+        c = self._next_blink(self.dir)
+        if c is None:
+            self.dir = -self.dir
+            c = self._next_blink(self.dir)
+        assert c is not None
+        return c
+
+    def _zone(self) -> tuple[int, int]:
+        c, d = self._target(), self.dir
+        near = (c.start if d > 0 else c.end) - 6 * d
+        behind = [x for x in self.closures if (x.end < self.pos if d > 0 else x.start > self.pos)]
+        if d > 0:
+            far = max((x.end + 2 for x in behind), default=0)
+            return max(far, near - 12), near
+        far = min((x.start - 2 for x in behind), default=self.frames - 1)
+        return near, min(far, near + 12)
+
+    def reveal(self, shown: float) -> None:
+        c = self._target()
+        onset = c.start if self.dir > 0 else c.end
+        assert self.t is not None
+        pace = (shown + self.react - self.t) / max(1, abs(onset - self.pos))
+        beyond = c.end + 2 if self.dir > 0 else c.start - 2
+        self.going = (onset, min(200.0, max(45.0, pace)), beyond)
+
+    def step(self) -> tuple[int, float]:
+        """The next frame's index and client time."""
+        if self.t is None:
+            self.t = 0.0
+            return self.pos, self.t
+        if self.going is not None:
+            onset, pace, beyond = self.going
+            self.pos += self.dir
+            if (self.pos - onset) * self.dir >= 0:
+                pace = FRAME_STEP_MS
+            self.going = None if (self.pos - beyond) * self.dir >= 0 else (onset, pace, beyond)
+            self.t += pace
+            return self.pos, self.t
+        lo, hi = self._zone()
+        if not lo <= self.pos <= hi:
+            self.pos += 1 if self.pos < lo else -1
+        else:
+            if not lo <= self.pos + self.sway <= hi:
+                self.sway = -self.sway
+            if lo <= self.pos + self.sway <= hi:
+                self.pos += self.sway
+        self.t += FRAME_STEP_MS
+        return self.pos, self.t
+
+
+class ServerClock:
+    """The server's time for the capture steps (``app.config["CAPTURE_CLOCK"]``)."""
+
+    def __init__(self, t0: datetime) -> None:
+        self.t0, self.now = t0, t0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def at(self, ms: float) -> None:
+        self.now = max(self.now, self.t0 + timedelta(milliseconds=ms))
+
+
+def _multipart(fields: list[tuple[str, Any]]) -> tuple[bytes, str]:
+    from werkzeug.datastructures import FileStorage, MultiDict
+    from werkzeug.test import encode_multipart
+
+    md = MultiDict()
+    for i, (name, value) in enumerate(fields):
+        if isinstance(value, bytes):
+            value = FileStorage(io.BytesIO(value), f"f{i}.jpg", content_type="image/jpeg")
+        md.add(name, value)
+    boundary, body = encode_multipart(md)
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+class HttpCapture:
+    """The page's side of the protocol, through the Flask test client."""
+
+    def __init__(self, client: Any, enr: dict[str, str], clock: ServerClock) -> None:
+        self.client, self.clock = client, clock
+        self.base = f"/api/v1/enrollments/{enr['enrollment_id']}/capture"
+        self.headers = bearer(enr["enrollment_token"])
+        self.cid = ""
+        self.seq = 0
+        self.newest = -FRAME_STEP_MS
+        self.sent = 0
+
+    def start(self) -> Any:
+        r = self.client.post(self.base, headers=self.headers)
+        if r.status_code == 201:
+            self.cid = r.json["capture_id"]
+        return r
+
+    def post(self, fields: list[tuple[str, Any]], content_type: str | None = None) -> Any:
+        body, ctype = _multipart(fields)
+        return self.client.post(
+            f"{self.base}/{self.cid}/frames",
+            data=body,
+            content_type=content_type or ctype,
+            headers=self.headers,
+        )
+
+    def send(
+        self,
+        frames: Sequence[bytes],
+        stamps: Sequence[float],
+        *,
+        seq: int | None = None,
+        raw_stamps: str | None = None,
+        arrive: bool = True,
+    ) -> Any:
+        """One batch; the server's clock moves to ``newest + LATENCY_MS`` unless ``arrive`` is
+        False (a bad batch sent at the current server time)."""
+        if arrive and stamps:
+            self.clock.at(stamps[-1] + LATENCY_MS)
+        fields: list[tuple[str, Any]] = [
+            ("seq", str(self.seq if seq is None else seq)),
+            ("timestamps_ms", raw_stamps or json.dumps([round(t) for t in stamps])),
+        ]
+        fields += [("frames", f) for f in frames]
+        r = self.post(fields)
+        if r.status_code == 200:
+            self.seq += 1
+            self.newest = stamps[-1]
+            self.sent += len(frames)
+        return r
+
+    def finish(self) -> Any:
+        return self.client.post(f"{self.base}/{self.cid}/finish", headers=self.headers)
+
+
+def _app(tmp_path: Path, store: Store, models: Any, clock: ServerClock, **extra: str) -> Any:
+    from ecard.web import create_app
+
+    app = create_app(
+        app_config(tmp_path, store, models, ECARD_LIVENESS_CHALLENGE="random", **extra)
+    )
+    app.config["CAPTURE_CLOCK"] = clock
+    return app
+
+
+def _enroll(client: Any, store: Store, creds: Clients, models: Any, photo: bytes, seq: int) -> dict:
+    from ecard.citizens import add_citizen
+
+    number = make_id_number(seq)
+    add_citizen(store, id_number=number, name="Li Lei", photo=photo, models=models)
+    enr = start_enrollment(client, creds, number)
+    r = client.post(
+        f"/api/v1/enrollments/{enr['enrollment_id']}/consent",
+        json={"agree": True},
+        headers=bearer(enr["enrollment_token"]),
+    )
+    assert r.status_code == 200
+    return enr
+
+
+def _documented(client: Any, path: str, r: Any) -> None:
+    """The answer is documented for this operation and matches its schema."""
+    from jsonschema_rs import Draft202012Validator
+
+    doc = client.get("/openapi.json").json
+    responses = doc["paths"][path]["post"]["responses"]
+    assert str(r.status_code) in responses, (path, r.status_code, r.json)
+    schema = responses[str(r.status_code)]["content"]["application/json"]["schema"]
+    Draft202012Validator({**schema, "components": doc["components"]}).validate(r.json)
+
+
+CAPTURE = "/api/v1/enrollments/{enrollment_id}/capture"
+FRAMES = CAPTURE + "/{capture_id}/frames"
+FINISH = CAPTURE + "/{capture_id}/finish"
+
+
+def _bad_batches(cap: HttpCapture, clip: dict[str, Any]) -> list[tuple[str, Any, int, str]]:
+    """Every refusal that leaves the server's clock alone, sent in the middle of a capture."""
+    good = clip["jpegs"][0]
+    nxt = [cap.newest + 80.0 * (i + 1) for i in range(3)]
+    big = np.zeros((SIDE * 7, 20, 3), dtype=np.uint8)
+    return [
+        (
+            "skipped seq",
+            cap.send([good], nxt[:1], seq=cap.seq + 1, arrive=False),
+            409,
+            "batch_out_of_order",
+        ),
+        (
+            "repeated seq",
+            cap.send([good], nxt[:1], seq=cap.seq - 1, arrive=False),
+            409,
+            "batch_repeated",
+        ),
+        (
+            "11 frames",
+            cap.send([good] * 11, [nxt[0] + i for i in range(11)], arrive=False),
+            413,
+            "too_many_frames",
+        ),
+        ("a huge frame", cap.send([jpeg(big, 80)], nxt[:1], arrive=False), 413, "media_too_large"),
+        (
+            "not a JPEG",
+            cap.send([b"GIF89a" + bytes(40)], nxt[:1], arrive=False),
+            422,
+            "unreadable_media",
+        ),
+        (
+            "stamps not one per frame",
+            cap.send([good] * 2, nxt[:1], arrive=False),
+            422,
+            "bad_timestamps",
+        ),
+        (
+            "stamps not increasing",
+            cap.send([good] * 2, [nxt[1], nxt[0]], arrive=False),
+            422,
+            "bad_timestamps",
+        ),
+        (
+            "stamps overlap the last batch",
+            cap.send([good], [cap.newest], arrive=False),
+            422,
+            "bad_timestamps",
+        ),
+        (
+            "stamps not JSON",
+            cap.send([good], nxt[:1], raw_stamps="[1,", arrive=False),
+            422,
+            "bad_timestamps",
+        ),
+        (
+            "from the future",
+            cap.send([good], [cap.newest + 2500], arrive=False),
+            422,
+            "frames_from_future",
+        ),
+        ("no seq", cap.post([("timestamps_ms", "[1]"), ("frames", good)]), 400, "missing_field"),
+        (
+            "seq not a number",
+            cap.post([("seq", "x"), ("timestamps_ms", "[1]")]),
+            422,
+            "invalid_field",
+        ),
+        (
+            "not multipart",
+            cap.client.post(f"{cap.base}/{cap.cid}/frames", json={"seq": 0}, headers=cap.headers),
+            415,
+            "unsupported_media_type",
+        ),
+        ("a second capture", cap.start(), 409, "capture_running"),
+    ]
+
+
+def _cooperate(cap: HttpCapture, clip: dict[str, Any], during: Callable[[], None]) -> Any:
+    """Stream the tape head in 400 ms batches until the server says done."""
+    head = TapeHead(clip["closures"], len(clip["jpegs"]), start=8)
+    pending: tuple[int, float] | None = None
+    shown = 0
+    for batch in range(80):
+        end = 400.0 * (batch + 1)
+        frames: list[bytes] = []
+        stamps: list[float] = []
+        while True:
+            pending = pending or head.step()
+            if pending[1] > end:
+                break
+            frames.append(clip["jpegs"][pending[0]])
+            stamps.append(pending[1])
+            pending = None
+        if not frames:
+            continue
+        r = cap.send(frames, stamps)
+        assert r.status_code == 200, r.json
+        if batch == 3:
+            during()
+        if r.json["cues_shown"] > shown:
+            shown = r.json["cues_shown"]
+            assert r.json["cue"] is True and r.json["action"] == "blink"
+            head.reveal(round(stamps[-1]))
+        if r.json["done"]:
+            return r
+    raise AssertionError("the server never said done")
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_live_capture_on_a_real_clip_issues_a_card(
+    tmp_path, store: Store, creds: Clients, face_models, clip
+) -> None:
+    clock = ServerClock(T0)
+    app = _app(tmp_path, store, face_models, clock, ECARD_LIVENESS_SEED=str(SEED))
+    client = app.test_client()
+    enr = _enroll(client, store, creds, face_models, clip["id_photo"], 1)
+    eid = enr["enrollment_id"]
+    cap = HttpCapture(client, enr, clock)
+    r = cap.start()
+    assert r.status_code == 201, r.json
+    _documented(client, CAPTURE, r)
+    assert r.json["attempts_left"] == 2 and r.json["batch_ms"] == 400 and r.json["fps"] == 12
+    shown = client.get(f"/api/v1/enrollments/{eid}", headers=cap.headers).json
+    assert shown["state"] == "capturing" and shown["capture"]["expires_at"] == r.json["expires_at"]
+    assert shown["challenge"] is None and "due" not in json.dumps(shown)
+
+    refused: list[tuple[str, Any, int, str]] = []
+    last = _cooperate(cap, clip, lambda: refused.extend(_bad_batches(cap, clip)))
+    for case, resp, status, code in refused:
+        assert (resp.status_code, resp.json["error"]) == (status, code), (case, resp.json)
+        if resp.request.path.endswith("/frames"):
+            _documented(client, FRAMES, resp)
+    _documented(client, FRAMES, last)
+    assert last.json["cues_total"] == last.json["cues_shown"] == 5
+
+    r = cap.finish()
+    _documented(client, FINISH, r)
+    assert r.json == {
+        "live": True,
+        "blinks": 5,
+        "match": True,
+        "state": "verified",
+        "reason": None,
+        "attempts_left": 2,
+        "cues": {"asked": 5, "answered": 5},
+    }, r.json
+    assert _rows(store) == 0
+    again = cap.finish()
+    assert (again.status_code, again.json["error"]) == (409, "capture_finished")
+    late = cap.send([clip["jpegs"][0]], [cap.newest + 80])
+    assert (late.status_code, late.json["error"]) == (409, "capture_finished")
+
+    r = client.post(f"/api/v1/enrollments/{eid}/pin", json={"pin": "480613"}, headers=cap.headers)
+    assert r.status_code == 201, r.json
+    v = client.post("/api/v1/cards/verify", json={"token": r.json["card"]}, headers=creds.channel)
+    assert v.json["valid"] is True
+    timeline = client.get(f"/api/v1/enrollments/{eid}", headers=cap.headers).json["timeline"]
+    # (the capture steps ran on the test's clock, so only the set of steps is compared)
+    assert sorted(t["step"] for t in timeline) == [
+        "authorize",
+        "capture",
+        "consent",
+        "issue",
+        "liveness",
+    ]
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_the_clip_replayed_as_recorded_fails_the_random_challenge(
+    tmp_path, store: Store, creds: Clients, face_models, clip
+) -> None:
+    """The same clip sent as it was recorded, against the service's own random challenge.
+
+    It cannot pass any plan the service draws: five cues at least 1.9 s apart, each answered
+    only by a blink 0.25-1.4 s after its reveal, while the clip's blinks come at 0.4, 1.7,
+    3.4, 4.7, 9.3 and 10.1 s with two long closures between."""
+    clock = ServerClock(T0)
+    app = _app(tmp_path, store, face_models, clock)
+    client = app.test_client()
+    enr = _enroll(client, store, creds, face_models, clip["id_photo"], 2)
+    cap = HttpCapture(client, enr, clock)
+    assert cap.start().status_code == 201
+    jpegs = clip["jpegs"]
+    for first in range(0, len(jpegs), 5):
+        stamps = [i * FRAME_STEP_MS for i in range(first, min(first + 5, len(jpegs)))]
+        r = cap.send(jpegs[first : first + len(stamps)], stamps)
+        assert r.status_code == 200, r.json
+        if r.json["done"]:
+            break
+    r = cap.finish()
+    assert r.status_code == 200, r.json
+    assert (r.json["live"], r.json["match"], r.json["state"]) == (False, False, "consented")
+    assert r.json["reason"] == "challenge_not_met" and r.json["attempts_left"] == 2
+    assert r.json["cues"]["answered"] < r.json["cues"]["asked"]
+
+
+@pytest.mark.shared_data
+def test_capture_steps_refused_over_http(
+    tmp_path, store: Store, creds: Clients, face_models, clip
+) -> None:
+    clock = ServerClock(T0)
+    app = _app(tmp_path, store, face_models, clock)
+    client = app.test_client()
+    number = insert_citizen(store, seq=3)
+    enr = start_enrollment(client, creds, number)
+    eid, tok = enr["enrollment_id"], enr["enrollment_token"]
+    cap = HttpCapture(client, enr, clock)
+    r = cap.start()  # before consent
+    assert (r.status_code, r.json["error"]) == (409, "wrong_state")
+    r = client.post(f"/api/v1/enrollments/{eid}/capture")
+    assert r.status_code == 401
+    client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
+    # The one-shot path is refused with the random challenge, naming the capture endpoints.
+    for step in ("challenge", "liveness"):
+        r = client.post(f"/api/v1/enrollments/{eid}/{step}", headers=bearer(tok))
+        assert (r.status_code, r.json["error"]) == (409, "live_capture_required")
+        assert "/capture" in r.json["message"] and "/frames" in r.json["message"]
+    r = cap.start()
+    assert r.status_code == 201
+    expires = datetime.fromisoformat(r.json["expires_at"].replace("Z", "+00:00"))
+    assert expires == T0 + timedelta(seconds=50)
+    good = clip["jpegs"][10]
+    assert cap.send([good] * 3, [0.0, 83.0, 166.0]).json["face"] == "ok"
+    unknown = HttpCapture(client, enr, clock)
+    unknown.cid = "0" * 24
+    other = unknown.send([good], [250.0], arrive=False)
+    assert (other.status_code, other.json["error"]) == (404, "not_found")
+    other = client.post(f"{cap.base}/not-an-id/finish", headers=cap.headers)
+    assert other.status_code == 404
+    # Abandoned: once expired, its state is gone and the enrollment is back to consented.
+    clock.at((expires - T0).total_seconds() * 1000 + 1)
+    r = cap.send([good], [249.0], arrive=False)
+    assert (r.status_code, r.json["error"]) == (410, "capture_expired")
+    _documented(client, FRAMES, r)
+    assert _rows(store) == 0
+    shown = client.get(f"/api/v1/enrollments/{eid}", headers=bearer(tok)).json
+    assert (shown["state"], shown["attempts_left"], shown["capture"]) == ("consented", 2, None)
+    r = cap.finish()
+    assert (r.status_code, r.json["error"]) == (410, "capture_expired")

@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from svc_helpers import Clients, app_config, bearer, make_id_number, start_enrollment
+from svc_helpers import (
+    Clients,
+    app_config,
+    bearer,
+    clip_frames,
+    id_photo,
+    jpeg,
+    make_id_number,
+    start_enrollment,
+)
 
 from ecard.store import Store
 
@@ -27,44 +36,7 @@ ID_FRAME = 205
 FPS = 23.86
 
 
-def _frames(path: Path, wanted: set[int]) -> dict[int, Any]:
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    out: dict[int, Any] = {}
-    i = 0
-    while len(out) < len(wanted):
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if i in wanted:
-            out[i] = frame
-        i += 1
-    cap.release()
-    return out
-
-
-def _jpeg(bgr: Any, quality: int = 90) -> bytes:
-    import cv2
-
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return buf.tobytes()
-
-
-def _id_photo(bgr: Any, models: Any) -> bytes:
-    """Crop the face with a passport-like margin and downscale to 102 x 126."""
-    import cv2
-
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    box = models.detect(rgb, upsample=1)[0]
-    cx, cy = (box.left + box.right) / 2, (box.top + box.bottom) / 2
-    w = box.width * 1.9
-    h = w * 126 / 102
-    x0, y0 = max(0, int(cx - w / 2)), max(0, int(cy - h * 0.45))
-    crop = bgr[y0 : int(y0 + h), x0 : int(x0 + w)]
-    small = cv2.resize(crop, (102, 126), interpolation=cv2.INTER_AREA)
-    return _jpeg(small, 92)
+_frames, _jpeg, _id_photo = clip_frames, jpeg, id_photo
 
 
 @pytest.fixture(scope="module")
