@@ -328,3 +328,50 @@ def test_desk_login_is_refused_after_ten_wrong_secrets(client: Any, hospital: An
     )
     assert right.status_code == 429
     assert _login_error(right) == "Too many requests. Wait a moment."
+
+
+class _Box:
+    def __init__(self, left: int, top: int, right: int, bottom: int) -> None:
+        self.left, self.top, self.right, self.bottom = left, top, right, bottom
+
+
+@pytest.mark.parametrize(
+    ("boxes", "level", "blur", "verdict"),
+    [
+        ([(110, 150, 250, 300)], 128, False, "ok"),
+        ([], 128, False, "no_face"),
+        ([], 20, False, "dark"),  # nothing found in a dark room: say dark, not "no face"
+        ([(110, 150, 250, 300), (20, 20, 90, 95)], 128, False, "many"),
+        ([(110, 150, 250, 300), (300, 20, 330, 50)], 128, False, "ok"),  # a tiny face far behind
+        ([(160, 200, 220, 260)], 128, False, "far"),
+        ([(0, 60, 360, 470)], 128, False, "close"),
+        ([(10, 150, 150, 300)], 128, False, "off_centre"),
+        ([(110, 10, 250, 130)], 128, False, "off_centre"),
+        ([(110, 150, 250, 300)], 25, False, "dark"),
+        ([(110, 150, 250, 300)], 240, False, "bright"),
+        ([(110, 150, 250, 300)], 128, True, "blurry"),
+    ],
+)
+def test_framing_verdict_is_measured_on_the_face(
+    boxes: list[tuple[int, int, int, int]], level: int, blur: bool, verdict: str
+) -> None:
+    """Brightness and sharpness come from the face box (black bars around it do not matter);
+    size and position are relative to the still, which is what the preview's oval covers."""
+    import cv2
+    import numpy as np
+
+    from ecard.web.pages import framing_verdict
+
+    rng = np.random.default_rng(7)
+    # black bars everywhere but the face (a blurred picture is blurred all over)
+    image = np.full((480, 360, 3), level if blur else 0, np.uint8)
+    for b in boxes:
+        x0, y0, x1, y1 = b
+        noise = rng.integers(-12, 13, (y1 - y0, x1 - x0, 1))
+        image[y0:y1, x0:x1] = np.clip(level + noise, 0, 255).astype(np.uint8)
+    if not boxes:
+        image[:] = level
+    if blur:
+        image = cv2.GaussianBlur(image, (0, 0), 6)
+    got = framing_verdict(image, [_Box(*b) for b in boxes])
+    assert got["verdict"] == verdict, got

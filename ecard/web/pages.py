@@ -209,21 +209,94 @@ def _services() -> Any:
     return current_app.extensions["ecard"]
 
 
-# --- the camera screen's face check (browsers without FaceDetector) -----------------------------
+# --- the camera screen's framing check (before "Start") ---------------------------------------
 
 #: Largest still accepted by the face check, in bytes and pixels a side.
 FACE_CHECK_MAX_BYTES = 200_000
 FACE_CHECK_MAX_SIDE = 480
 
+#: Framing rules, on the still the page sends: exactly what its 3:4 preview shows, so positions
+#: are relative to the oval (CSS ``.camera .oval``: centre at 50 % across, 47 % down). The HOG
+#: box spans brows to chin; phone selfies at arm's length give 0.4-0.6 of the still's width.
+FACE_MIN_WIDTH = 0.28  # smaller: "too far" (the face is too small for landmarks)
+FACE_MAX_WIDTH = 0.78  # larger, or cut by two edges of the picture: "too close"
+FACE_MAX_OFF_X = 0.17  # |centre - 0.5| across, as a fraction of the width: "off centre"
+FACE_Y_RANGE = (0.28, 0.68)  # the box centre's height, as a fraction of the height
+SECOND_FACE_RATIO = 0.4  # a second face at least this wide (vs. the first) counts
+#: Mean brightness (0-255) of the face box itself, not of the whole picture: black bars or a
+#: bright window behind the person do not matter, a dark or burnt-out face does.
+FACE_DARK, FACE_BRIGHT = 50.0, 215.0
+#: Variance of the Laplacian of the face box scaled to 96 x 96: sharp phone faces give 60-800,
+#: a face blurred by shake or a smeared lens under 15.
+FACE_BLURRY = 12.0
+#: No face found and the whole picture this dark: say "too dark", not "no face".
+SCENE_DARK = 50.0
+
+
+def framing_verdict(image: Any, boxes: list[Any]) -> dict[str, Any]:
+    """How well the largest face in ``image`` (RGB uint8, the preview's 3:4 still) is framed.
+
+    ``boxes``: the faces found (largest first, objects with left/top/right/bottom). Returns the
+    measurements and a ``verdict`` the page shows and speaks: ``ok``, ``no_face``, ``many``,
+    ``far``, ``close``, ``off_centre``, ``dark``, ``bright`` or ``blurry`` (checked in that
+    order: the first thing to fix comes first).
+    """
+    import cv2
+    import numpy as np
+
+    h, w = image.shape[:2]
+    gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    if not boxes:
+        verdict = "dark" if float(gray.mean()) < SCENE_DARK else "no_face"
+        return {"faces": 0, "face_width": 0.0, "verdict": verdict}
+    face = boxes[0]
+    x0, y0 = max(0, int(face.left)), max(0, int(face.top))
+    x1, y1 = min(w, int(face.right)), min(h, int(face.bottom))
+    width = (x1 - x0) / w
+    cx, cy = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h
+    patch = gray[y0:y1, x0:x1]
+    brightness = float(patch.mean()) if patch.size else 0.0
+    sharpness = 0.0
+    if patch.size:
+        small = cv2.resize(patch, (96, 96), interpolation=cv2.INTER_AREA).astype(np.float32)
+        sharpness = float(cv2.Laplacian(small, cv2.CV_32F).var())
+    others = [b for b in boxes[1:] if (b.right - b.left) >= SECOND_FACE_RATIO * (x1 - x0)]
+    cut = sum((x0 <= 0, y0 <= 0, x1 >= w, y1 >= h))
+    if others:
+        verdict = "many"
+    elif width < FACE_MIN_WIDTH:
+        verdict = "far"
+    elif width > FACE_MAX_WIDTH or cut >= 2:
+        verdict = "close"
+    elif abs(cx - 0.5) > FACE_MAX_OFF_X or not FACE_Y_RANGE[0] <= cy <= FACE_Y_RANGE[1]:
+        verdict = "off_centre"
+    elif brightness < FACE_DARK:
+        verdict = "dark"
+    elif brightness > FACE_BRIGHT:
+        verdict = "bright"
+    elif sharpness < FACE_BLURRY:
+        verdict = "blurry"
+    else:
+        verdict = "ok"
+    return {
+        "faces": 1 + len(others),
+        "face_width": round(width, 3),
+        "box": [round(x0 / w, 3), round(y0 / h, 3), round(width, 3), round((y1 - y0) / h, 3)],
+        "brightness": round(brightness, 1),
+        "sharpness": round(sharpness, 1),
+        "verdict": verdict,
+    }
+
 
 @bp.post("/enroll/face-check")
 def face_check() -> Response:
-    """Is one face in the oval, and near enough? For the live framing cues before "Start".
+    """Is one face well framed in the oval? For the framing cues before "Start".
 
-    Multipart ``frame`` (one small JPEG) and ``enrollment_id``, with ``Authorization: Bearer
-    <enrollment token>``; only after consent. The still is decoded, searched with the HOG
-    detector and dropped: nothing is stored or logged. Answers ``{"faces", "face_width"}``
-    (the largest face's width as a fraction of the picture's width).
+    Multipart ``frame`` (one small JPEG of what the preview shows) and ``enrollment_id``, with
+    ``Authorization: Bearer <enrollment token>``; only after consent. The still is decoded,
+    searched with the HOG detector, measured on the face box and dropped: nothing is stored or
+    logged. Answers :func:`framing_verdict`: ``{"faces", "face_width", "box", "brightness",
+    "sharpness", "verdict"}``.
     """
     from sqlalchemy import select
 
@@ -237,7 +310,7 @@ def face_check() -> Response:
     Enrollments(svc.store).check_token(enrollment_id, bearer())
     with svc.store.read() as s:
         state = s.scalar(select(Enrollment.state).where(Enrollment.id == enrollment_id))
-    if state not in ("consented", "challenged"):
+    if state not in ("consented", "challenged", "capturing"):
         raise ConsentRequiredError("The face check starts after the agreement is accepted.")
     frames = request.files.getlist("frame")
     if len(frames) != 1:
@@ -248,8 +321,7 @@ def face_check() -> Response:
     image = load_photo(data, max_side=FACE_CHECK_MAX_SIDE)
     del data
     boxes = svc.require_models().detect(image, upsample=0)
-    width = round(boxes[0].width / image.shape[1], 3) if boxes else 0.0
-    return jsonify(faces=len(boxes), face_width=width)
+    return jsonify(**framing_verdict(image, boxes))
 
 
 # --- the desk's session and CSRF ----------------------------------------------------------------

@@ -20,8 +20,10 @@ import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts" / "e2e"
-#: Fixed challenge for the tests (CONTRACT.md: N blinks anywhere in the clip, no cues).
-CHALLENGE_BLINKS = 2
+#: The test-only seed of the live challenge (ECARD_LIVENESS_SEED): every capture of a server
+#: started with it draws ``plan_live_challenge(random.Random(SEED))``, so a test clip can blink
+#: on its cues. Without it (the default) the challenge is random, as in production.
+LIVENESS_SEED = 6
 #: The demo citizen's ID number: a valid GB 11643 number (check digit computed below).
 ID_NUMBER_17 = "11010519491231002"
 
@@ -90,7 +92,16 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path, face_models: Any) -> Iterator[LiveServer]:
+def server_env() -> dict[str, str]:
+    """Extra ECARD_* settings of the served app; a test overrides it with
+    ``@pytest.mark.parametrize("server_env", [{...}])``."""
+    return {}
+
+
+@pytest.fixture
+def live_server(
+    tmp_path: Path, face_models: Any, server_env: dict[str, str]
+) -> Iterator[LiveServer]:
     from werkzeug.serving import WSGIRequestHandler, make_server
 
     class QuietHandler(WSGIRequestHandler):
@@ -119,10 +130,10 @@ def live_server(tmp_path: Path, face_models: Any) -> Iterator[LiveServer]:
             {
                 "ECARD_INSTANCE": str(tmp_path / "instance"),
                 "ECARD_PUBLIC_URL": url,
-                "ECARD_LIVENESS_CHALLENGE": str(CHALLENGE_BLINKS),
                 # The flow makes a dozen PIN calls within a minute from one address.
                 "ECARD_RATELIMIT_ENABLED": "0",
                 "FACE_MODELS": face_models,
+                **server_env,
             }
         )
         holder.append(app)

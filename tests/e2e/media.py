@@ -7,6 +7,7 @@ here directly from OpenCV-decoded frames with numpy (no ffmpeg on the machine).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,163 @@ def write_still_y4m(
             out.write(b"FRAME\n")
             out.write(payload)
     return dst
+
+
+# --- a fake camera that blinks when the page says "Blink now" ----------------------------------
+
+#: Closed-eye frames of ``repeating-Blink-Detector__video.mp4`` (0-based, PROVENANCE.md): four
+#: ordinary blinks; the long closure at 137-194 ends the usable part of the clip.
+LIVE_CLIP_BLINKS = ((10, 13), (40, 43), (82, 85), (111, 113))
+LIVE_CLIP_USABLE = 134  # frames 0..133: nothing but these four blinks
+#: Frames kept between open eyes and a blink, so that hovering never touches a half-closed lid.
+MARGIN = 3
+#: How far the walk sways while it waits for a cue (source frames, one a step).
+HOVER = 5
+#: Bits of the frame-index marker in the picture's top rows (see ``CooperativeCamera``).
+MARKER_BITS = 12
+MARKER_BLOCK = 16
+
+
+class CooperativeCamera:
+    """A ``.y4m`` for Chromium's fake camera made of the live clip's own frames, in which the
+    person blinks only when asked: ``blink(now_frame, after_frames)`` rewrites the file ahead
+    of the frame being played, so that one of the clip's *real* blinks starts ``after_frames``
+    later. Chromium reads each frame from the file when it plays it, so the change shows.
+
+    Between blinks the walk "hovers": it sways back and forth, a frame at a time, in open-eye
+    frames next to the blink it will go through next (forwards through the clip's blinks while
+    there are some, then back and forth through the last one: a blink played backwards still
+    closes and opens the eyes). No cut, no jump of the face anywhere.
+
+    Each output frame carries its index as a binary marker in the top ``MARKER_BLOCK`` rows;
+    the page never sends those rows (it sends the 3:4 part its preview shows, the middle of a
+    portrait picture), but a test can read them from the ``<video>`` (``READ_MARKER_JS``).
+    """
+
+    def __init__(self, src: Path, dst: Path, *, seconds: float, max_side: int = 480) -> None:
+        import cv2
+
+        cap = cv2.VideoCapture(str(src))
+        if not cap.isOpened():
+            raise ValueError(f"OpenCV cannot read {src}")
+        self.fps = float(cap.get(cv2.CAP_PROP_FPS))
+        num, den = _fps_fraction(self.fps)
+        self.fps = num / den
+        self.planes: list[bytes] = []
+        self.width = self.height = 0
+        try:
+            while len(self.planes) < LIVE_CLIP_USABLE:
+                ok, frame = cap.read()
+                if not ok:
+                    raise ValueError(f"{src} has fewer than {LIVE_CLIP_USABLE} frames")
+                if not self.width:
+                    h, w = frame.shape[:2]
+                    scale = min(1.0, max_side / max(h, w))
+                    self.width, self.height = int(w * scale) // 2 * 2, int(h * scale) // 2 * 2
+                frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
+                yuv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)
+                self.planes.append(np.ascontiguousarray(yuv).tobytes())
+        finally:
+            cap.release()
+        if self.width < MARKER_BITS * MARKER_BLOCK:
+            raise ValueError("the picture is too narrow for the frame marker")
+        self.dst = dst
+        self.header = f"YUV4MPEG2 W{self.width} H{self.height} F{num}:{den} Ip A1:1 C420jpeg\n"
+        self.frame_bytes = len(b"FRAME\n") + len(self.planes[0])
+        self.frames = round(seconds * self.fps)
+        self.region = 1  # between blink 0 and blink 1
+        self.blinks_at: list[int] = []
+        self.path = self._hover_path(self._entry()[0] - 2, self.frames)
+        with dst.open("wb") as out:
+            out.write(self.header.encode())
+            for k in range(self.frames):
+                out.write(self._frame(k))
+
+    def _next_crossing(self) -> tuple[int, int, bool]:
+        """(blink index, entry frame, forwards) of the blink the walk goes through next."""
+        forward = self.region < len(LIVE_CLIP_BLINKS)
+        k = self.region if forward else self.region - 1
+        a, b = LIVE_CLIP_BLINKS[k]
+        return k, (a - 1 - MARGIN if forward else b + 1 + MARGIN), forward
+
+    def _entry(self) -> tuple[int, int]:
+        """The next entry frame, and the side (-1 / +1) the hover sways to, away from it."""
+        _, entry, forward = self._next_crossing()
+        return entry, -1 if forward else 1
+
+    def _hover_path(self, pos: int, steps: int) -> list[int]:
+        """Walk to the next entry (a frame a step), then sway between it and HOVER frames away."""
+        entry, side = self._entry()
+        far = entry + side * HOVER
+        out: list[int] = []
+        f = pos
+        while f != entry and len(out) < steps:
+            f += 1 if entry > f else -1
+            out.append(f)
+        d = side
+        while len(out) < steps:
+            if f == far:
+                d = -side
+            elif f == entry:
+                d = side
+            f += d
+            out.append(f)
+        return out
+
+    def _frame(self, k: int) -> bytes:
+        plane = self.planes[self.path[k]]
+        size = self.width * self.height
+        y = np.frombuffer(plane, np.uint8, count=size).reshape(self.height, self.width).copy()
+        for bit in range(MARKER_BITS):
+            y[:MARKER_BLOCK, bit * MARKER_BLOCK : (bit + 1) * MARKER_BLOCK] = (
+                235 if (k >> bit) & 1 else 16
+            )
+        return b"FRAME\n" + y.tobytes() + plane[size:]
+
+    def blink(self, now_frame: int, after_frames: int, *, safety: int = 3) -> int:
+        """Make the person blink: the first closed frame comes ``after_frames`` frames after
+        ``now_frame`` (the frame playing now), or as soon after as the walk can get there.
+        Rewrites the file from ``now_frame + safety`` on; returns the closed frame's index."""
+        start = max(now_frame + safety, (self.blinks_at[-1] + 12) if self.blinks_at else 0)
+        if start >= self.frames - 30:
+            raise ValueError("the fake camera's file is too short for another blink")
+        _, entry, forward = self._next_crossing()
+        pos = self.path[start - 1]
+        # At most two frames a step on the way to the blink (a slight, quick move of the head).
+        need = math.ceil(abs(entry - pos) / 2)
+        closed_at = max(now_frame + after_frames, start + max(1, need) + MARGIN)
+        steps = closed_at - MARGIN - start  # the entry frame is the walk's last
+        walk = [round(pos + (entry - pos) * i / steps) for i in range(1, steps + 1)]
+        a, b = LIVE_CLIP_BLINKS[self._next_crossing()[0]]
+        crossing = (
+            list(range(entry + 1, b + 2 + MARGIN))
+            if forward
+            else list(range(entry - 1, a - 2 - MARGIN, -1))
+        )
+        self.region += 1 if forward else -1
+        tail = self._hover_path(crossing[-1], self.frames)
+        new = (walk + crossing + tail)[: self.frames - start]
+        self.path[start:] = new
+        self.blinks_at.append(closed_at)
+        with self.dst.open("r+b") as out:
+            out.seek(len(self.header) + start * self.frame_bytes)
+            out.write(b"".join(self._frame(k) for k in range(start, self.frames)))
+        return closed_at
+
+
+#: JavaScript for ``page.evaluate``: the file frame the fake camera shows now, and when.
+READ_MARKER_JS = f"""() => {{
+  const v = document.getElementById('video');
+  if (!v || !v.videoWidth) return null;
+  const c = document.createElement('canvas');
+  c.width = v.videoWidth; c.height = {MARKER_BLOCK};
+  const x = c.getContext('2d', {{ willReadFrequently: true }});
+  x.drawImage(v, 0, 0, v.videoWidth, v.videoHeight, 0, 0, v.videoWidth, v.videoHeight);
+  const d = x.getImageData(0, 0, c.width, {MARKER_BLOCK}).data;
+  let n = 0;
+  for (let i = 0; i < {MARKER_BITS}; i++) {{
+    const px = ({MARKER_BLOCK // 2} * c.width + i * {MARKER_BLOCK} + {MARKER_BLOCK // 2}) * 4;
+    if (d[px] > 128) n |= 1 << i;
+  }}
+  return [n, performance.now()];
+}}"""

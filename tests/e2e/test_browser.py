@@ -1,17 +1,27 @@
 """The citizen's page and the hospital desk in real headless Chromium, with a fake camera playing
 a real clip (../shared/data/blink) through Chromium's ``--use-file-for-fake-video-capture``.
 
-Test 1: enrollment to an issued card, its QR read at the desk from a screenshot, the same QR
-refused as replayed, a code typed by a handheld scanner, a code shown to the desk camera (a
-second Chromium whose fake camera plays the QR screenshot), the integrators' offline example, then
-a report of loss makes the next scan answer "suspended". Test 2: a screen-replay spoof clip
-through the same page is refused with a readable reason. Screenshots of each step go to
-tests/_artifacts/e2e/<test>/.
+The page uses the live capture protocol (docs/liveness-protocol.md): frames stream in batches
+while the server reveals each cue when it is due. The fake camera cannot react to a cue, so the
+enrollment test runs the server with the test-only ``ECARD_LIVENESS_SEED`` and plays a clip
+made of the live clip's own frames whose real blinks come right after each (known) cue.
+
+Test 1: that clip over an emulated 750 kbit/s uplink (bytes per try and the time from the end of
+the capture to the verdict on screen are printed and bounded), enrollment to an issued card,
+its QR read at the desk from a screenshot, the same QR refused as replayed, a code typed by a
+handheld scanner, a code shown to the desk camera (a second Chromium whose fake camera plays the
+QR screenshot), the integrators' offline example, then a report of loss makes the next scan
+answer "suspended". Test 2: the same live clip, unmodified (a replay), fails the random
+challenge. Test 3: a screen-replay spoof clip is refused with a readable reason. Test 4: the
+framing check (no face: Start stays disabled and says why; then the Apache-2.0 demo photo:
+the screens of docs/pages.md), a refused camera, and the way forward when no tries are left.
+Screenshots of each step go to tests/_artifacts/e2e/<test>/.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,23 +29,84 @@ from typing import Any
 
 import pytest
 
-from e2e.conftest import LiveServer, chromium_args
-from e2e.media import id_photo_from_clip, write_still_y4m, write_y4m
+from e2e.conftest import LIVENESS_SEED, LiveServer, chromium_args
+from e2e.media import (
+    READ_MARKER_JS,
+    CooperativeCamera,
+    id_photo_from_clip,
+    write_still_y4m,
+    write_y4m,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
-#: A clip whose person blinks clearly: frames 0-124 (5.2 s) hold 4 blinks (~10-13, 40-43,
-#: 82-85, 111-113 per PROVENANCE.md); Chromium loops it, so any 5.5 s window holds 3-4 blinks.
+#: A clip whose person blinks clearly (frames 10-13, 40-43, 82-85, 111-113 per PROVENANCE.md).
 LIVE_CLIP = ("blink", "videos", "repeating-Blink-Detector__video.mp4")
-LIVE_FRAMES = (0, 125)
 LIVE_ID_FRAME = 25  # eyes open, frontal
 SPOOF_CLIP = ("blink", "spoof_pairs", "lestari15-CNN-face-detection__fake.mp4")
 SPOOF_OWNER_CLIP = ("blink", "spoof_pairs", "lestari15-CNN-face-detection__real.mp4")
+DEMO_PHOTO = Path(__file__).resolve().parents[2] / "ecard" / "web" / "demo" / "citizen.jpg"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 NAME = "张伟"
 PIN = "583920"
 PHONE = {"width": 360, "height": 740}
-#: Upper bound for the server's liveness analysis of a ~6 s upload on a busy 2-core machine.
-ANALYSIS_TIMEOUT_MS = 180_000
+#: Upper bound for one capture, from "Start" to the result screen (the longest challenge is
+#: about 14 s; a busy 2-core machine analyses batches more slowly).
+CAPTURE_TIMEOUT_MS = 90_000
+
+# --- the cooperative person in front of the fake camera -----------------------------------------
+
+#: The person starts to blink this long after the page shows "Blink now" (the server's answer
+#: window is [shown + 250, shown + 1400] ms; older people react in 0.3-1.2 s).
+REACTION_MS = 600
+#: Length of the fake camera's file (s): lining up, up to 20 s of capture, the result.
+CAMERA_S = 45.0
+#: Regression bounds of the figures measured at 750 kbit/s (targets: verdict <= 1 s after the
+#: capture ends, ~600 kbit/s at most; this 2-core machine is shared, so the bounds are loose).
+MAX_VERDICT_LATENCY_MS = 3000
+MAX_UPLOAD_KBIT_S = 650
+UPLINK_BYTES_S = 750_000 // 8
+
+
+class Person:
+    """Watches the page's batch answers as the citizen watches the screen: when a new cue
+    shows, blinks (a real blink of the clip, CooperativeCamera.blink) REACTION_MS later."""
+
+    def __init__(self, camera: CooperativeCamera) -> None:
+        self.camera = camera
+        self.anchor: tuple[float, float] | None = None  # (file frame, time.monotonic())
+        self.shown = 0
+        self.log: list[str] = []
+
+    def calibrate(self, page: Any) -> None:
+        """Which file frame the camera shows at which moment, from the frame marker (the read
+        with the shortest round trip of a few)."""
+        best: tuple[float, float, float] | None = None
+        for _ in range(6):
+            before = time.monotonic()
+            got = page.evaluate(READ_MARKER_JS)
+            after = time.monotonic()
+            if got and (best is None or after - before < best[2]):
+                best = (float(got[0]), (before + after) / 2, after - before)
+        assert best is not None, "the fake camera's frame marker could not be read"
+        self.anchor = (best[0], best[1])
+
+    def frame_now(self) -> float:
+        assert self.anchor is not None
+        return self.anchor[0] + (time.monotonic() - self.anchor[1]) * self.camera.fps
+
+    def on_response(self, response: Any) -> None:
+        if not response.url.endswith("/frames") or response.status != 200:
+            return
+        body = response.json()
+        if not body.get("cue") or int(body.get("cues_shown") or 0) <= self.shown:
+            return
+        self.shown = int(body["cues_shown"])
+        now = self.frame_now()
+        closed = self.camera.blink(round(now), round(REACTION_MS / 1000 * self.camera.fps))
+        self.log.append(
+            f"cue {self.shown}: blink {(closed - now) / self.camera.fps * 1000:.0f} ms later"
+        )
 
 
 class Steps:
@@ -45,10 +116,10 @@ class Steps:
         self.folder = folder
         self.n = 0
 
-    def shot(self, page: Any, name: str) -> Path:
+    def shot(self, page: Any, name: str, *, full: bool = True) -> Path:
         self.n += 1
         path = self.folder / f"{self.n:02d}-{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full)
         return path
 
 
@@ -72,6 +143,25 @@ def _launch(pw: Any, y4m: Path) -> Any:
     )
 
 
+def _phone(browser: Any) -> Any:
+    ctx = browser.new_context(
+        viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, locale="en-US"
+    )
+    page = ctx.new_page()
+    page.set_default_timeout(30_000)
+    import os
+
+    if os.environ.get("E2E_DEBUG"):
+        page.on("console", lambda m: print("console:", m.text))
+
+        def log(r: Any) -> None:
+            if "/capture" in r.url:
+                print("resp", r.url.rsplit("/", 1)[-1], r.status, r.text()[:200])
+
+        page.on("response", log)
+    return page
+
+
 def _csp_violations(page: Any) -> list[str]:
     # (Playwright's wait_for_function evaluates strings, which this CSP refuses: waits below
     # use selectors instead.)
@@ -83,16 +173,13 @@ def _csp_violations(page: Any) -> list[str]:
     return found
 
 
-def _enroll_until_result(
-    page: Any, server: LiveServer, steps: Steps, id_number: str, *, live: bool
-) -> None:
-    """Open the link, check the details, consent, record and wait for the result screen."""
+def _open_and_consent(
+    page: Any, server: LiveServer, steps: Steps | None, id_number: str, *, checks: bool = True
+) -> list[str]:
+    """Open the enrollment link, check the details, consent; returns the URLs POSTed to."""
     started = server.start_enrollment(id_number, NAME)
-    uploads: list[str] = []
-    page.on(
-        "request",
-        lambda req: uploads.append(req.url) if req.method == "POST" else None,
-    )
+    posts: list[str] = []
+    page.on("request", lambda req: posts.append(req.url) if req.method == "POST" else None)
     response = page.goto(started["enroll_url"])
     assert response is not None
     csp = response.headers["content-security-policy"]
@@ -101,59 +188,80 @@ def _enroll_until_result(
     # The one-time token left the address bar (and so history and any Referer).
     assert page.url == server.url + "/enroll"
     assert started["enrollment_token"] not in page.url
-    assert page.inner_text("#info-name").strip()
-    assert "*" in page.inner_text("#info-id")
-    assert page.inner_text("#agreement").startswith("I ask for an electronic social")
-    steps.shot(page, "info")
-    # An older citizen switches to Chinese: the agreement itself follows, not only the labels.
-    page.click("#lang-switch")
-    page.wait_for_selector("#agreement:has-text('本人申请电子社会保障卡')")
-    page.click("#lang-switch")
-    page.wait_for_selector("html[lang='en']")
-    assert page.inner_text("#agreement").startswith("I ask for an electronic social")
-
+    if checks:
+        assert page.inner_text("#info-name").strip()
+        assert "*" in page.inner_text("#info-id")
+        assert page.inner_text("#agreement").startswith("I ask for an electronic social")
+        if steps:
+            steps.shot(page, "info")
+        # An older citizen switches to Chinese: the agreement itself follows, not only labels.
+        page.click("#lang-switch")
+        page.wait_for_selector("#agreement:has-text('本人申请电子社会保障卡')")
+        page.click("#lang-switch")
+        page.wait_for_selector("html[lang='en']")
+        assert page.inner_text("#agreement").startswith("I ask for an electronic social")
     page.click("#info-next")
     page.wait_for_selector("#s-consent:not([hidden])")
     assert page.is_disabled("#consent-next")
     # Nothing was sent before consent: no POST at all, and the camera is still off.
-    assert uploads == []
+    assert posts == []
     assert page.evaluate("document.getElementById('video').srcObject === null")
-    steps.shot(page, "consent")
+    if steps and checks:
+        steps.shot(page, "consent")
     page.check("#consent-check")
     page.click("#consent-next")
-
     page.wait_for_selector("#s-camera:not([hidden])")
-    page.wait_for_selector("#start:enabled", timeout=30_000)
-    if live:  # the framing cue (server face check: headless Chromium has no FaceDetector)
-        page.wait_for_selector("#oval.good", timeout=30_000)
-        assert page.inner_text("#feedback") == "Good. Hold the phone still."
-    else:
-        page.wait_for_selector("#feedback:not(:empty)")
-    assert not any(u.endswith("/liveness") for u in uploads)
-    steps.shot(page, "camera")
+    return posts
 
-    with page.expect_response(
-        lambda r: r.url.endswith("/liveness"), timeout=ANALYSIS_TIMEOUT_MS
-    ) as answer:
-        page.click("#start")
-        page.wait_for_selector("#challenge-box:not([hidden])")
-        assert "2" in page.inner_text("#challenge-text")  # "Blink 2 times"
-        steps.shot(page, "challenge")
-        page.wait_for_selector("#rec:not([hidden])", timeout=10_000)
-        page.wait_for_timeout(1500)
-        steps.shot(page, "recording")
-    page.wait_for_selector("#s-result:not([hidden])", timeout=ANALYSIS_TIMEOUT_MS)
-    frames = int(page.get_attribute("#upload-box", "data-frames") or 0)
-    size = int(page.get_attribute("#upload-box", "data-bytes") or 0)
-    timing = answer.value.request.timing
-    print(
-        f"liveness upload: {frames} frames, {size / 1024:.0f} KiB of JPEG, "
-        f"answer {timing['responseStart'] - timing['requestStart']:.0f} ms after the request"
+
+def _wait_framed(page: Any) -> None:
+    """The framing check says the face is good: green oval, Start enabled, tries shown."""
+    page.wait_for_selector("#oval.good", timeout=30_000)
+    page.wait_for_selector("#start:enabled")
+    assert page.get_attribute("#instruction", "data-verdict") == "ok"
+    assert page.inner_text("#instruction") == "Good. Hold the phone still and press Start."
+
+
+def _capture(page: Any, steps: Steps, *, shots: bool = True) -> dict[str, float]:
+    """From the Start press to the result screen; returns the page's figures of the try."""
+    page.wait_for_selector("#s-camera[data-phase='recording']")
+    assert page.is_visible("#video") and page.is_hidden("#start")
+    assert page.inner_text("#instruction") == (
+        "Look at the screen. When you hear the beep, blink once."
     )
-    assert 50 <= frames <= 80  # 12 fps for 5.5 s
-    steps.shot(page, "result")
+    if shots:
+        steps.shot(page, "recording")
+    page.wait_for_selector("#cue-now:not([hidden])", timeout=CAPTURE_TIMEOUT_MS)
+    if shots:
+        steps.shot(page, "blink-now")
+    assert page.inner_text("#cue-now") == "Blink now"
+    page.wait_for_selector("#s-camera[data-phase='checking']", timeout=CAPTURE_TIMEOUT_MS)
+    # Once recording ends the preview is gone and the page says so.
+    assert page.is_hidden("#camera-box")
+    if shots:
+        steps.shot(page, "checking")
+    page.wait_for_selector("#s-result:not([hidden])", timeout=CAPTURE_TIMEOUT_MS)
+    figures = {
+        k: float(page.get_attribute("#s-result", f"data-{k}") or "nan")
+        for k in ("latency-ms", "bytes", "frames", "batches", "duration-ms")
+    }
+    figures["cues"] = float(page.get_attribute("#s-camera", "data-cues") or 0)
+    return figures
 
 
+def _report(label: str, f: dict[str, float]) -> float:
+    kbit = f["bytes"] * 8 / max(1.0, f["duration-ms"])  # bytes per ms * 8 = kbit/s
+    print(
+        f"{label}: {f['frames']:.0f} frames in {f['batches']:.0f} batches over "
+        f"{f['duration-ms'] / 1000:.1f} s, {f['bytes'] / 1024:.0f} KiB "
+        f"({f['bytes'] / max(1.0, f['frames']) / 1024:.1f} KiB a frame, {kbit:.0f} kbit/s), "
+        f"{f['cues']:.0f} cues shown; end of capture -> verdict on screen "
+        f"{f['latency-ms']:.0f} ms"
+    )
+    return kbit
+
+
+@pytest.mark.parametrize("server_env", [{"ECARD_LIVENESS_SEED": str(LIVENESS_SEED)}])
 def test_enroll_scan_replay_suspend(
     chromium: Path,
     live_server: LiveServer,
@@ -164,8 +272,8 @@ def test_enroll_scan_replay_suspend(
     from playwright.sync_api import sync_playwright
 
     clip = shared_file(*LIVE_CLIP)
-    y4m = tmp_path / "live.y4m"
-    write_y4m(clip, y4m, start=LIVE_FRAMES[0], stop=LIVE_FRAMES[1], max_side=640)
+    camera = CooperativeCamera(clip, tmp_path / "person.y4m", seconds=CAMERA_S)
+    person = Person(camera)
     photo = id_photo_from_clip(
         clip, tmp_path / "id.jpg", frame_index=LIVE_ID_FRAME, size=(102, 126)
     )
@@ -174,18 +282,47 @@ def test_enroll_scan_replay_suspend(
     url = live_server.url
 
     with sync_playwright() as pw:
-        browser = _launch(pw, y4m)
-        phone_ctx = browser.new_context(
-            viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, locale="en-US"
-        )
-        phone = phone_ctx.new_page()
-        phone.set_default_timeout(30_000)
+        browser = _launch(pw, camera.dst)
+        phone = _phone(browser)
+        phone_ctx = phone.context
         csp_errors = _csp_violations(phone)
+        phone.on("response", person.on_response)
 
-        # --- the citizen enrolls ------------------------------------------------------------
-        _enroll_until_result(phone, live_server, steps, id_number, live=True)
+        # --- the citizen lines up, then records over a slow uplink ---------------------------
+        posts = _open_and_consent(phone, live_server, steps, id_number)
+        _wait_framed(phone)
+        assert phone.inner_text("#tries-left") == "You can try 3 times."
+        assert not any("/capture" in u for u in posts)  # nothing recorded before Start
+        steps.shot(phone, "camera")
+        cdp = phone_ctx.new_cdp_session(phone)
+        cdp.send("Network.enable")
+        cdp.send(
+            "Network.emulateNetworkConditions",
+            {
+                "offline": False,
+                "latency": 40,
+                "downloadThroughput": 4_000_000 // 8,
+                "uploadThroughput": UPLINK_BYTES_S,
+            },
+        )
+        person.calibrate(phone)
+        phone.click("#start")
+        figures = _capture(phone, steps)
+        cdp.send(
+            "Network.emulateNetworkConditions",
+            {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
+        print("; ".join(person.log))
+        kbit = _report("live capture at 750 kbit/s up", figures)
         heading = phone.inner_text("#h-result")
         assert heading == "It is you", f"{heading}: {phone.inner_text('#result-text')}"
+        assert phone.inner_text("#result-mark") == "\u2713"
+        assert "PIN" in phone.inner_text("#result-next-text")
+        steps.shot(phone, "result")
+        assert figures["cues"] >= 4
+        assert figures["latency-ms"] <= MAX_VERDICT_LATENCY_MS, figures
+        assert kbit <= MAX_UPLOAD_KBIT_S, figures
+        assert not any(u.endswith("/liveness") or u.endswith("/challenge") for u in posts)
         # Works at 360 px without zooming: nothing is wider than the screen.
         assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         phone.click("#result-next")
@@ -350,6 +487,53 @@ def test_enroll_scan_replay_suspend(
         browser.close()
 
 
+def _assert_refused_plainly(page: Any, reasons: set[str]) -> str:
+    heading = page.inner_text("#h-result")
+    text = page.inner_text("#result-text")
+    reason = page.get_attribute("#result-text", "data-reason") or ""
+    assert heading == "Let us try once more", f"{heading}: {text}"
+    assert reason in reasons, (reason, text)
+    assert page.is_visible("#result-retry")
+    assert page.inner_text("#result-attempts") == "You can try 2 times."
+    assert page.evaluate("localStorage.getItem('ecard.card')") is None
+    return reason
+
+
+def test_replayed_clip_fails_the_random_challenge(
+    chromium: Path,
+    live_server: LiveServer,
+    tmp_path: Path,
+    shots: Path,
+    shared_file: Callable[..., Path],
+) -> None:
+    """The same live clip, unmodified and looped (a recording replayed at the camera), against
+    the service's own random challenge: its natural blinks do not follow the cues."""
+    from playwright.sync_api import sync_playwright
+
+    clip = shared_file(*LIVE_CLIP)
+    y4m = tmp_path / "replay.y4m"
+    write_y4m(clip, y4m, max_side=480)
+    photo = id_photo_from_clip(
+        clip, tmp_path / "id.jpg", frame_index=LIVE_ID_FRAME, size=(102, 126)
+    )
+    id_number = live_server.register_citizen(NAME, photo)
+    steps = Steps(shots)
+    with sync_playwright() as pw:
+        browser = _launch(pw, y4m)
+        page = _phone(browser)
+        _open_and_consent(page, live_server, None, id_number, checks=False)
+        _wait_framed(page)
+        page.click("#start")
+        figures = _capture(page, steps, shots=False)
+        _report("replayed clip", figures)
+        steps.shot(page, "result")
+        reason = _assert_refused_plainly(
+            page, {"challenge_not_met", "no_blink", "face_changed", "presentation_attack"}
+        )
+        print(f"replayed clip refused: {reason}")
+        browser.close()
+
+
 def test_spoof_clip_is_refused_with_a_reason(
     chromium: Path,
     live_server: LiveServer,
@@ -370,18 +554,136 @@ def test_spoof_clip_is_refused_with_a_reason(
 
     with sync_playwright() as pw:
         browser = _launch(pw, y4m)
-        ctx = browser.new_context(
-            viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, locale="en-US"
+        page = _phone(browser)
+        _open_and_consent(page, live_server, None, id_number, checks=False)
+        # The screen replay may or may not look well framed; Start waits for a good frame.
+        page.wait_for_selector("#instruction[data-verdict]")
+        page.wait_for_selector("#start:enabled", timeout=30_000)
+        page.click("#start")
+        figures = _capture(page, steps, shots=False)
+        _report("screen-replay spoof", figures)
+        steps.shot(page, "result")
+        _assert_refused_plainly(
+            page, {"presentation_attack", "no_blink", "challenge_not_met", "face_changed"}
         )
-        page = ctx.new_page()
-        page.set_default_timeout(30_000)
-        _enroll_until_result(page, live_server, steps, id_number, live=False)
-        assert page.inner_text("#h-result") == "We could not confirm it is you"
-        reason = page.get_attribute("#result-text", "data-reason")
-        text = page.inner_text("#result-text")
-        assert reason and reason != "unknown", text
-        assert "blink" in text.lower(), text
-        assert page.is_visible("#result-retry")
-        assert "Attempts left: 2" in page.inner_text("#result-attempts")
-        assert page.evaluate("localStorage.getItem('ecard.card')") is None
+        text = page.inner_text("#result-text").lower()
+        assert "blink" in text or "camera" in text, text
         browser.close()
+
+
+def _demo_camera(dst: Path) -> Path:
+    """A fake camera of the demo citizen's photo (Apache-2.0, ecard/web/demo): 3 s of the room
+    beside her (no face), then her photo, as a person who brings the phone up."""
+    import cv2
+    import numpy as np
+
+    photo = cv2.imread(str(DEMO_PHOTO))
+    assert photo is not None
+    h, w = photo.shape[:2]
+    room = cv2.resize(photo[: h // 2, w // 2 :], (w, h), interpolation=cv2.INTER_LINEAR)
+    width, height, fps = 360, 480, 12
+    with dst.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for k in range(fps * 40):
+            frame = room if k < 3 * fps else photo
+            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+            yuv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)
+            out.write(b"FRAME\n")
+            out.write(np.ascontiguousarray(yuv).tobytes())
+    return dst
+
+
+@pytest.mark.parametrize("server_env", [{"ECARD_LIVENESS_SEED": str(LIVENESS_SEED)}])
+def test_framing_camera_help_and_the_way_forward(
+    chromium: Path, live_server: LiveServer, tmp_path: Path, shots: Path
+) -> None:
+    """No face: Start stays disabled and the page says (and speaks) why; a face: green oval,
+    Start. The screens of docs/pages.md come from here: the fake camera is the Apache-2.0 demo
+    photo, whose still face never blinks (so the try fails, in plain words). Then a camera that
+    is refused gets help and a retry button, and an enrollment without tries left gets a way
+    forward instead of a dead end."""
+    from playwright.sync_api import sync_playwright
+
+    id_number = live_server.register_citizen(NAME, DEMO_PHOTO)
+    steps = Steps(shots)
+    docs: dict[str, Path] = {}
+    with sync_playwright() as pw:
+        browser = _launch(pw, _demo_camera(tmp_path / "demo.y4m"))
+        page = _phone(browser)
+        csp_errors = _csp_violations(page)
+        _open_and_consent(page, live_server, None, id_number, checks=False)
+        page.wait_for_selector("#instruction[data-verdict='no_face']")
+        assert page.is_disabled("#start")
+        assert page.inner_text("#instruction") == (
+            "We cannot see your face. Hold the phone in front of your face."
+        )
+        page.wait_for_selector("#instruction[data-spoken]")  # said aloud once it held
+        assert page.get_attribute("#instruction", "data-spoken") == page.inner_text("#instruction")
+        docs["03-camera-no-face"] = steps.shot(page, "no-face")
+        _wait_framed(page)
+        assert page.inner_text("#tries-left") == "You can try 3 times."
+        docs["04-camera-good"] = steps.shot(page, "camera-good")
+        page.click("#start")
+        page.wait_for_selector("#s-camera[data-phase='recording']")
+        page.wait_for_timeout(600)
+        docs["05-recording"] = steps.shot(page, "recording")
+        import os
+
+        if os.environ.get("E2E_DEBUG"):
+            for _ in range(30):
+                print(
+                    "dom",
+                    page.evaluate(
+                        "[document.getElementById('cue-now').hidden, "
+                        "document.getElementById('s-camera').dataset.cues, "
+                        "document.getElementById('instruction').textContent, performance.now()]"
+                    ),
+                )
+                page.wait_for_timeout(500)
+        page.wait_for_selector("#cue-now:not([hidden])", timeout=CAPTURE_TIMEOUT_MS)
+        docs["06-blink-now"] = steps.shot(page, "blink-now")
+        page.wait_for_selector("#s-camera[data-phase='checking']", timeout=CAPTURE_TIMEOUT_MS)
+        docs["07-checking"] = steps.shot(page, "checking")
+        page.wait_for_selector("#s-result:not([hidden])", timeout=CAPTURE_TIMEOUT_MS)
+        assert page.inner_text("#h-result") == "Let us try once more"
+        assert page.get_attribute("#result-text", "data-reason") != "unknown"
+        docs["08-result-again"] = steps.shot(page, "result-again")
+        page.click("#lang-switch")
+        page.wait_for_selector("html[lang='zh-CN']")
+        assert page.inner_text("#h-result") == "我们再试一次"
+        docs["08-result-again-zh"] = steps.shot(page, "result-again-zh")
+        page.click("#lang-switch")
+        page.wait_for_selector("html[lang='en']")
+
+        # --- the camera refused (or an in-app browser without camera): help and a retry ---------
+        other = _launch(pw, tmp_path / "demo.y4m")
+        denied = _phone(other)
+        denied.add_init_script(
+            "navigator.mediaDevices.getUserMedia = () => Promise.reject("
+            "new DOMException('Permission denied', 'NotAllowedError'));"
+        )
+        _open_and_consent(denied, live_server, None, id_number, checks=False)
+        denied.wait_for_selector("#camera-help:not([hidden])")
+        assert denied.inner_text("#camera-msg") == "The camera could not be opened."
+        assert "Open in browser" in denied.inner_text("#camera-help")
+        assert denied.is_visible("#camera-retry") and denied.is_hidden("#start")
+        docs["03b-camera-denied"] = steps.shot(denied, "camera-denied")
+        other.close()
+
+        # --- no tries left: the way forward (back to the city app, the 12333 line) -----------
+        from sqlalchemy import update
+
+        from ecard.store.models import Enrollment
+
+        with live_server.services.store.write() as s:
+            s.execute(update(Enrollment).values(state="locked"))
+        page.reload()
+        page.wait_for_selector("#s-result:not([hidden]) #result-way:not([hidden])")
+        assert page.is_hidden("#result-retry")
+        assert "12333" in page.inner_text("#result-way")
+        docs["09-result-no-tries"] = steps.shot(page, "result-no-tries")
+        assert csp_errors == []
+        browser.close()
+
+    for name, shot in docs.items():
+        shutil.copyfile(shot, SCREENSHOTS / f"{name}.png")

@@ -1,5 +1,7 @@
-/* The citizen's enrollment page: info -> consent -> camera -> challenge -> upload -> result ->
- * PIN -> card. Nothing leaves the phone before consent; frames are uploaded only after "Start". */
+/* The citizen's enrollment page: info -> consent -> camera (framing) -> live capture -> result ->
+ * PIN -> card. Nothing leaves the phone before consent; before "Start" only small framing
+ * stills go to the server (not kept); after "Start" frames stream in batches through the live
+ * capture protocol (docs/liveness-protocol.md) and the server reveals each cue when it is due. */
 "use strict";
 
 (function () {
@@ -59,6 +61,7 @@
     call("GET", "").then(function (res) {
       if (!res.ok) { fatal(reasonText(res.body.error, t("enroll.bad_link"))); return; }
       info = res.body;
+      if (typeof info.attempts_left === "number") attemptsLeft = info.attempts_left;
       var person = info.citizen || {};          // masked by the server
       document.getElementById("info-name").textContent = person.name || "";
       document.getElementById("info-id").textContent = person.id_number || "";
@@ -71,11 +74,12 @@
         return;
       }
       if (state === "expired") { fatal(reasonText("enrollment_expired")); return; }
-      if (state === "locked" || state === "failed") { fatal(reasonText("enrollment_locked")); return; }
+      if (state === "locked" || state === "failed") { showFailure("enrollment_locked", null, { attempts_left: 0 }); return; }
       ECard.showScreen("s-info");
     });
   }
   document.getElementById("info-next").addEventListener("click", function () {
+    unlockAudio();
     if (info && info.state && info.state !== "authorized") { openCamera(); return; }
     ECard.showScreen("s-consent");
   });
@@ -87,6 +91,7 @@
   consentCheck.addEventListener("change", function () { consentNext.disabled = !consentCheck.checked; });
   document.getElementById("consent-back").addEventListener("click", function () { ECard.showScreen("s-info"); });
   consentNext.addEventListener("click", function () {
+    unlockAudio();     // a tap: the beep and the voice may play from now on
     consentNext.disabled = true;
     call("POST", "/consent", { agree: true }).then(function (res) {
       consentNext.disabled = false;
@@ -95,102 +100,199 @@
     });
   });
 
-  // --- 3. camera with live feedback (on the phone only: nothing is uploaded here) ------------
+  // --- 3. camera and framing (before "Start": one face, well framed, well lit, sharp) ---------
 
   var video = document.getElementById("video");
   var oval = document.getElementById("oval");
-  var feedback = document.getElementById("feedback");
+  var cameraBox = document.getElementById("camera-box");
+  var instruction = document.getElementById("instruction");
   var startBtn = document.getElementById("start");
+  var startHint = document.getElementById("start-hint");
+  var cameraHelp = document.getElementById("camera-help");
   var cameraMsg = document.getElementById("camera-msg");
+  var checkingBox = document.getElementById("checking");
+  var cueNow = document.getElementById("cue-now");
+  var recBadge = document.getElementById("rec");
+  var cameraScreen = document.getElementById("s-camera");
   var stream = null;
-  var cueTimer = null;
-  var lastCue = "";
-  var probe = document.createElement("canvas");
-  probe.width = 48; probe.height = 64;
-  var detector = null;
-  if ("FaceDetector" in window) {
-    try { detector = new window.FaceDetector({ fastMode: true, maxDetectedFaces: 3 }); } catch (e) { detector = null; }
+  var phase = "off";            // off | framing | recording | checking
+  var attemptsLeft = null;      // from the enrollment, then from every capture and finish
+  var opening = false;
+
+  /** Box aspect of the preview (CSS .camera, 3:4): what the citizen sees is what is sent. */
+  var VIEW_ASPECT = 3 / 4;
+  /** The part of the camera picture that the preview shows (object-fit: cover). */
+  function visibleRect() {
+    var vw = video.videoWidth, vh = video.videoHeight;
+    if (vw / vh > VIEW_ASPECT) { var sw = Math.round(vh * VIEW_ASPECT); return [Math.round((vw - sw) / 2), 0, sw, vh]; }
+    var sh = Math.round(vw / VIEW_ASPECT);
+    return [0, Math.round((vh - sh) / 2), vw, sh];
+  }
+  /** Draw the visible part of the camera into `canvas`, scaled so its long side is `side`. */
+  function drawVisible(canvas, side) {
+    var r = visibleRect();
+    var scale = Math.min(1, side / Math.max(r[2], r[3]));
+    var w = Math.max(2, Math.round(r[2] * scale)), h = Math.max(2, Math.round(r[3] * scale));
+    if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+    canvas.getContext("2d").drawImage(video, r[0], r[1], r[2], r[3], 0, 0, w, h);
   }
 
-  function setCue(key) {
-    if (key === lastCue) return;
-    lastCue = key;
-    feedback.textContent = t("enroll.cue." + key);
-    feedback.className = "feedback " + (key === "ok" ? "ok" : "bad");
-    oval.className = "oval " + (key === "ok" ? "good" : "bad");
+  // Voice, beep and vibration: one instruction at a time, also for people who see badly.
+  var audio = null;
+  function unlockAudio() {
+    try {
+      var AC = window.AudioContext || window.webkitAudioContext;
+      if (!audio && AC) audio = new AC();
+      if (audio && audio.state === "suspended") audio.resume();
+    } catch (e) { audio = null; }
   }
+  function beep() {
+    if (!audio) return;
+    try {
+      var now = audio.currentTime, osc = audio.createOscillator(), gain = audio.createGain();
+      osc.frequency.value = 880;
+      gain.gain.setValueAtTime(0.0001, now);
+      gain.gain.exponentialRampToValueAtTime(0.6, now + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, now + 0.35);
+      osc.connect(gain); gain.connect(audio.destination);
+      osc.start(now); osc.stop(now + 0.4);
+    } catch (e) { /* no sound on this phone: the words on screen still say it */ }
+  }
+  function vibrate(ms) { try { if (navigator.vibrate) navigator.vibrate(ms); } catch (e) { /* ignore */ } }
+  function say(text) {
+    instruction.setAttribute("data-spoken", text);
+    if (!("speechSynthesis" in window) || typeof window.SpeechSynthesisUtterance !== "function") return;
+    try {
+      window.speechSynthesis.cancel();
+      var u = new window.SpeechSynthesisUtterance(text);
+      u.lang = ECard.lang() === "zh-CN" ? "zh-CN" : "en-US";
+      u.rate = 0.9;
+      window.speechSynthesis.speak(u);
+    } catch (e) { /* no voice: the words stay on screen */ }
+  }
+
+  /** The one instruction under the preview (also read by screen readers: aria-live). */
+  var instr = { key: "", vars: null, tone: "" };
+  function instruct(key, tone, speak, vars) {
+    instr = { key: key, tone: tone || "", vars: vars || null };
+    var text = t(key, vars || undefined);
+    if (instruction.textContent !== text) instruction.textContent = text;
+    instruction.className = "instruction" + (tone ? " " + tone : "");
+    if (speak) say(text);
+    return text;
+  }
+
+  function showTries() {
+    var el = document.getElementById("tries-left");
+    if (typeof attemptsLeft !== "number") { el.textContent = ""; return; }
+    el.textContent = attemptsLeft === 1 ? t("enroll.tries_one") : t("enroll.tries_left", { n: attemptsLeft });
+  }
+
   ECard.onLanguage(function () {
-    if (lastCue) { var k = lastCue; lastCue = ""; setCue(k); }
-    updateStartHint();
-    var shown = document.getElementById("result-text");
-    var reason = shown.getAttribute("data-reason");
-    if (reason && shown.className.indexOf("bad") >= 0) shown.textContent = reasonText(reason, shown.textContent);
+    if (instr.key) instruct(instr.key, instr.tone, false, instr.vars);
+    showTries();
+    if (lastResult) renderResult(lastResult);
     if (ECard.cardStore.get() && !document.getElementById("s-card").hidden) ECard.renderCard(ECard.cardStore.get(), "active");
   });
 
-  /** Cheap cues computed on the phone: mean brightness, and faces where the browser has a
-   * FaceDetector (Chrome on Android, Safari); elsewhere only light is judged before capture. */
-  function checkFrame() {
-    if (!video.videoWidth) return;
-    var ctx = probe.getContext("2d", { willReadFrequently: true });
-    ctx.drawImage(video, 0, 0, probe.width, probe.height);
-    var px = ctx.getImageData(0, 0, probe.width, probe.height).data;
-    var sum = 0;
-    for (var i = 0; i < px.length; i += 4) sum += 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2];
-    var mean = sum / (px.length / 4);
-    if (mean < 45) { setCue("dark"); return; }
-    if (mean > 225) { setCue("bright"); return; }
-    if (detector) {
-      detector.detect(video).then(function (faces) {
-        faceCue(faces.length, faces.length ? faces[0].boundingBox.width / video.videoWidth : 0);
-      }, function () { setCue("ok"); });
-      return;
-    }
-    serverFaceCheck();
+  function setPhase(next) {
+    phase = next;
+    cameraScreen.setAttribute("data-phase", next);
+    var framingOrRec = next === "framing" || next === "recording";
+    cameraBox.hidden = !framingOrRec;
+    instruction.hidden = !framingOrRec;
+    checkingBox.hidden = next !== "checking";
+    startBtn.hidden = next !== "framing";
+    startHint.hidden = next !== "framing";
+    recBadge.hidden = next !== "recording";
+    document.getElementById("tries-left").hidden = next !== "framing";
+    if (next !== "recording") cueNow.hidden = true;
+    document.getElementById("h-camera").textContent =
+      t(next === "recording" ? "enroll.recording_heading" : next === "checking" ? "enroll.checking_heading" : "enroll.camera_heading");
+    document.getElementById("h-camera").setAttribute("data-i18n",
+      next === "recording" ? "enroll.recording_heading" : next === "checking" ? "enroll.checking_heading" : "enroll.camera_heading");
   }
 
-  function faceCue(count, width) {
-    if (!count) setCue("no_face");
-    else if (count > 1) setCue("many");
-    else if (width < 0.25) setCue("far");
-    else setCue("ok");
-  }
-
-  /** Without a FaceDetector in the browser, a small still (360 px wide) goes to the server
-   * about every 1.2 s while the citizen lines up, after consent only; it is not kept there. */
-  var checking = false;
-  var lastCheck = 0;
+  // Framing: a small still of what the preview shows goes to the server about every 0.7 s
+  // (after consent only, never stored); its answer says what to change, if anything.
+  var FRAMING_MS = 700;
+  var FRAMING_SIDE = 480;
+  var framingTimer = null;
+  var framingBusy = false;
+  var framingErrors = 0;
   var still = document.createElement("canvas");
-  function serverFaceCheck() {
-    if (checking || performance.now() - lastCheck < 1200 || !enrollmentId) return;
-    checking = true;
-    lastCheck = performance.now();
-    var scale = Math.min(1, 360 / video.videoWidth);
-    still.width = Math.round(video.videoWidth * scale);
-    still.height = Math.round(video.videoHeight * scale);
-    still.getContext("2d").drawImage(video, 0, 0, still.width, still.height);
+  var verdict = { now: "", count: 0, spoken: "", spokenAt: 0 };
+
+  function framingTick() {
+    if (phase !== "framing" || framingBusy || !video.videoWidth || !enrollmentId) return;
+    framingBusy = true;
+    drawVisible(still, FRAMING_SIDE);
     still.toBlob(function (blob) {
-      if (!blob) { checking = false; return; }
+      if (!blob || phase !== "framing") { framingBusy = false; return; }
       var form = new FormData();
       form.append("enrollment_id", enrollmentId);
       form.append("frame", blob, "still.jpg");
       ECard.api("POST", "/enroll/face-check", { bearer: token, form: form }).then(function (res) {
-        checking = false;
-        if (res.ok && cueTimer) faceCue(res.body.faces, res.body.face_width);
-        else if (!res.ok && lastCue === "") setCue("ok");
+        framingBusy = false;
+        if (phase !== "framing") return;
+        if (res.ok) { framingErrors = 0; applyVerdict(res.body.verdict || legacyVerdict(res.body)); return; }
+        // The check is only a help: if the server cannot run it, do not lock the citizen out.
+        framingErrors += 1;
+        if (framingErrors >= 2) applyVerdict("unchecked");
       });
     }, "image/jpeg", 0.7);
   }
 
+  function legacyVerdict(body) {
+    if (!body.faces) return "no_face";
+    if (body.faces > 1) return "many";
+    return body.face_width < 0.25 ? "far" : "ok";
+  }
+
+  var VERDICT_KEYS = {
+    ok: "enroll.cue.ok", no_face: "enroll.cue.no_face", many: "enroll.cue.many", far: "enroll.cue.far",
+    close: "enroll.cue.close", off_centre: "enroll.cue.off_centre", dark: "enroll.cue.dark",
+    bright: "enroll.cue.bright", blurry: "enroll.cue.blurry", unchecked: "enroll.cue.unchecked"
+  };
+
+  function applyVerdict(v) {
+    if (!VERDICT_KEYS[v]) v = "no_face";
+    if (v === verdict.now) verdict.count += 1;
+    else { verdict.now = v; verdict.count = 1; }
+    var good = v === "ok" || v === "unchecked";
+    oval.className = "oval " + (good ? "good" : "bad");
+    instruction.setAttribute("data-verdict", v);
+    startBtn.disabled = !good;
+    // Speak a change once it has held for two checks (not every flicker), at most every 4 s.
+    var now = performance.now();
+    var speak = verdict.spoken !== v && (good || verdict.count >= 2) && now - verdict.spokenAt > 4000;
+    if (speak) { verdict.spoken = v; verdict.spokenAt = now; }
+    instruct(VERDICT_KEYS[v], good ? "ok" : "warn", speak);
+  }
+
+  function startFraming() {
+    setPhase("framing");
+    verdict = { now: "", count: 0, spoken: "", spokenAt: 0 };
+    startBtn.disabled = true;
+    oval.className = "oval";
+    instruct("enroll.cue.looking", "", false);
+    instruction.removeAttribute("data-verdict");
+    clearInterval(framingTimer);
+    framingTimer = setInterval(framingTick, FRAMING_MS);
+    framingTick();
+  }
+
   function openCamera() {
     ECard.showScreen("s-camera");
-    resetCameraScreen();
-    if (stream) { startBtn.disabled = false; return; }
-    feedback.textContent = t("enroll.camera_starting");
-    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-      cameraMsg.textContent = t("enroll.camera_none");
-      return;
-    }
+    cameraHelp.hidden = true;
+    showTries();
+    if (stream) { startFraming(); return; }
+    setPhase("framing");
+    startBtn.disabled = true;
+    instruct("enroll.camera_starting", "", false);
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) { cameraProblem("enroll.camera_none"); return; }
+    if (opening) return;
+    opening = true;
     navigator.mediaDevices.getUserMedia({
       video: { facingMode: "user", width: { ideal: 640 }, height: { ideal: 480 } }, audio: false
     }).then(function (s) {
@@ -198,251 +300,392 @@
       video.srcObject = s;
       return video.play();
     }).then(function () {
-      startBtn.disabled = false;
-      cueTimer = setInterval(checkFrame, 400);
+      opening = false;
+      startFraming();
     }).catch(function (err) {
-      feedback.textContent = "";
-      cameraMsg.textContent = err && err.name === "NotFoundError" ? t("enroll.camera_none") : t("enroll.camera_denied");
+      opening = false;
+      if (stream) { stream.getTracks().forEach(function (tr) { tr.stop(); }); stream = null; }
+      cameraProblem(err && err.name === "NotFoundError" ? "enroll.camera_none" : "enroll.camera_denied");
     });
   }
 
+  /** Camera refused or missing: say why, how to allow it (also inside other apps), retry. */
+  function cameraProblem(key) {
+    setPhase("off");
+    cameraBox.hidden = true;
+    instruction.hidden = true;
+    startBtn.hidden = true;
+    startHint.hidden = true;
+    cameraMsg.textContent = t(key);
+    cameraMsg.setAttribute("data-i18n", key);
+    cameraHelp.hidden = false;
+    say(t(key));
+  }
+  document.getElementById("camera-retry").addEventListener("click", function () {
+    unlockAudio();
+    openCamera();
+  });
+
   function stopCamera() {
-    clearInterval(cueTimer);
-    cueTimer = null;
+    clearInterval(framingTimer);
+    framingTimer = null;
     if (stream) stream.getTracks().forEach(function (tr) { tr.stop(); });
     stream = null;
     video.srcObject = null;
+    phase = "off";
   }
 
-  function resetCameraScreen() {
-    document.getElementById("challenge-box").hidden = true;
-    document.getElementById("upload-box").hidden = true;
-    document.getElementById("prompt").hidden = true;
-    document.getElementById("rec").hidden = true;
-    cameraMsg.textContent = "";
-    startBtn.hidden = false;
-    if (stream) { clearInterval(cueTimer); cueTimer = setInterval(checkFrame, 400); }
-    updateStartHint();
-  }
+  // --- 4. live capture: frames stream in small batches, the server reveals each cue ----------
 
-  function updateStartHint() {
-    document.getElementById("start-hint").textContent = t("enroll.start_hint");
-  }
-
-  // --- 4. challenge and capture --------------------------------------------------------------
-
-  var FPS = 12;                 // frames per second sent to the server
-  var MAX_SIDE = 480;           // longest side of each uploaded JPEG, in pixels
-  var JPEG_QUALITY = 0.85;
-  var PREROLL_S = 3;            // "get ready" countdown before recording (nothing recorded)
-  var CUE_SHOW_MS = 900;        // how long "Blink now!" stays on screen around each cue
+  /** Defaults until the server's answer to "capture" says otherwise (docs/liveness-protocol.md). */
+  var DEFAULTS = { batch_ms: 400, max_batch_frames: 10, fps: 12, max_side: 320, max_ms: 20000 };
+  /** Average upload the page aims at (bytes per second): ~480 kbit/s, well under a weak 3G
+   * uplink's 750 kbit/s, so batches never queue up. JPEG quality follows it, within bounds. */
+  var TARGET_BPS = 60000;
+  var Q_START = 0.65, Q_MIN = 0.4, Q_MAX = 0.75;
+  var CUE_MIN_MS = 900, CUE_MAX_MS = 1800;
+  /** After a cue, the frames of this long (ms) are the ones the answer is seen in. */
+  var CUE_WINDOW_MS = 1700;
+  /** Long side of the frames, px: the server's max_side at most, down to SIDE_MIN on a slow link. */
+  var SIDE_MIN = 256, SIDE_STEP = 32;
+  var capture = null;
 
   startBtn.addEventListener("click", function () {
-    startBtn.disabled = true;
-    cameraMsg.textContent = "";
-    call("POST", "/challenge").then(function (res) {
-      if (!res.ok) {
-        startBtn.disabled = false;
-        showFailure(res.body.error, res.body.message);
-        return;
-      }
-      runChallenge(res.body);
-    });
+    if (startBtn.disabled || phase !== "framing") return;
+    unlockAudio();
+    startCapture();
   });
 
-  function clipLength(ch) {
-    var cues = ch.cues_ms || [];
-    if (cues.length) return Math.max.apply(null, cues) + 2000;
-    return Math.max(5000, (ch.blinks || 1) * 1500 + 2500);
-  }
-
-  function blinkText(n) { return n === 1 ? t("enroll.blink_times_1") : t("enroll.blink_times", { n: n }); }
-
-  function runChallenge(ch) {
-    var cues = (ch.cues_ms || []).slice().sort(function (a, b) { return a - b; });
-    var duration = clipLength(ch);
-    var box = document.getElementById("challenge-box");
-    var text = document.getElementById("challenge-text");
-    var countdown = document.getElementById("countdown");
-    var fill = document.getElementById("cue-fill");
-    var bar = document.getElementById("cue-bar");
-    var prompt = document.getElementById("prompt");
-    bar.querySelectorAll(".cue").forEach(function (el) { el.remove(); });
-    cues.forEach(function (ms) {
-      var mark = document.createElement("div");
-      mark.className = "cue";
-      mark.style.left = (100 * ms / duration) + "%";
-      bar.appendChild(mark);
+  function startCapture() {
+    clearInterval(framingTimer);
+    framingTimer = null;
+    var cap = {
+      id: null, cfg: Object.assign({}, DEFAULTS), frames: [], seq: 0, inflight: false,
+      t0: performance.now(), lastT: -1, n: 0, stopped: false, finishing: false, failed: false,
+      quality: Q_START, side: DEFAULTS.max_side, cuesShown: 0, cueOn: false, cueAt: 0, cueT: null, endedAt: 0,
+      bytes: 0, sentFrames: 0, batches: 0, retries: 0, thinned: 0, canvas: document.createElement("canvas"),
+      grabTimer: null, pumpTimer: null, maxTimer: null, cueTimer: null
+    };
+    capture = cap;
+    cameraScreen.setAttribute("data-t0", String(Math.round(cap.t0)));
+    cameraScreen.setAttribute("data-cues", "0");
+    setPhase("recording");
+    oval.className = "oval good";
+    instruct("enroll.look_and_listen", "", true);
+    // Recording starts at once (frames wait on the phone until the capture is open).
+    grab(cap);
+    call("POST", "/capture").then(function (res) {
+      if (capture !== cap || cap.stopped) return;
+      if (!res.ok) { abortCapture(cap); showFailure(res.body.error, res.body.message, res.body); return; }
+      var b = res.body;
+      cap.id = b.capture_id;
+      ["batch_ms", "max_batch_frames", "fps", "max_side", "max_ms"].forEach(function (k) {
+        if (typeof b[k] === "number" && b[k] > 0) cap.cfg[k] = b[k];
+      });
+      cap.side = Math.min(cap.side, cap.cfg.max_side);
+      if (typeof b.attempts_left === "number") attemptsLeft = b.attempts_left;
+      var elapsed = performance.now() - cap.t0;
+      cap.maxTimer = setTimeout(function () { stopRecording(cap, "max"); }, Math.max(0, cap.cfg.max_ms - elapsed));
+      schedulePump(cap);
     });
-    fill.style.width = "0%";
-    startBtn.hidden = true;
-    document.getElementById("start-hint").textContent = "";
-    clearInterval(cueTimer);          // the framing cues pause while the challenge runs
-    cueTimer = null;
-    feedback.textContent = "";
-    lastCue = "";
-    box.hidden = false;
-    text.textContent = blinkText(ch.blinks || cues.length || 1);
-    prompt.hidden = false;
-    prompt.className = "prompt";
-
-    var left = PREROLL_S;
-    prompt.textContent = t("enroll.get_ready") + " " + left;
-    countdown.textContent = cues.length ? t("enroll.next_blink_in", { s: PREROLL_S + Math.ceil(cues[0] / 1000) }) : "";
-    var pre = setInterval(function () {
-      left -= 1;
-      if (left > 0) { prompt.textContent = t("enroll.get_ready") + " " + left; return; }
-      clearInterval(pre);
-      record(ch, cues, duration);
-    }, 1000);
   }
 
-  function record(ch, cues, duration) {
-    var text = document.getElementById("challenge-text");
-    var countdown = document.getElementById("countdown");
-    var fill = document.getElementById("cue-fill");
-    var prompt = document.getElementById("prompt");
-    var rec = document.getElementById("rec");
-    var scale = Math.min(1, MAX_SIDE / Math.max(video.videoWidth, video.videoHeight));
-    var canvas = document.createElement("canvas");
-    canvas.width = Math.round(video.videoWidth * scale);
-    canvas.height = Math.round(video.videoHeight * scale);
-    var ctx = canvas.getContext("2d");
-    var frames = [];
-    var pending = 0;
-    var t0 = performance.now();
-    var done = false;
-    rec.hidden = false;
-    prompt.textContent = blinkText(ch.blinks || cues.length || 1);
+  function grab(cap) {
+    if (cap.stopped || capture !== cap) return;
+    var now = performance.now();
+    var tMs = Math.round(now - cap.t0);
+    if (tMs >= cap.cfg.max_ms - 50) { stopRecording(cap, "max"); return; }
+    if (tMs <= cap.lastT) tMs = cap.lastT + 1;
+    cap.lastT = tMs;
+    if (video.videoWidth) {
+      drawVisible(cap.canvas, cap.side);
+      var rec = { t: tMs, blob: null };
+      cap.frames.push(rec);
+      cap.canvas.toBlob(function (blob) { rec.blob = blob || false; }, "image/jpeg", cap.quality);
+    }
+    cap.n += 1;
+    var interval = 1000 / cap.cfg.fps;
+    var next = cap.t0 + cap.n * interval;
+    cap.grabTimer = setTimeout(function () { grab(cap); }, Math.max(0, next - performance.now()));
+  }
 
-    var grab = setInterval(function () {
-      if (done) return;
-      var tMs = Math.round(performance.now() - t0);
-      ctx.drawImage(video, 0, 0, canvas.width, canvas.height);
-      pending += 1;
-      canvas.toBlob(function (blob) {
-        pending -= 1;
-        if (blob) frames.push({ blob: blob, t: tMs });
-        if (done && pending === 0) finish();
-      }, "image/jpeg", JPEG_QUALITY);
-    }, Math.round(1000 / FPS));
+  /** Send a batch on the capture's batch clock (every batch_ms since its first frame). */
+  function schedulePump(cap) {
+    clearTimeout(cap.pumpTimer);
+    if (cap.stopped) return;
+    var el = performance.now() - cap.t0;
+    var next = (Math.floor(el / cap.cfg.batch_ms) + 1) * cap.cfg.batch_ms;
+    cap.pumpTimer = setTimeout(function () { pump(cap); schedulePump(cap); }, next - el);
+  }
 
-    // Texts change only when their words change, so screen readers announce each prompt once.
-    var put = function (node, value) { if (node.textContent !== value) node.textContent = value; };
-    var ui = setInterval(function () {
-      var el = performance.now() - t0;
-      fill.style.width = Math.min(100, 100 * el / duration) + "%";
-      var now = cues.some(function (c) { return el >= c - 150 && el <= c + CUE_SHOW_MS; });
-      var next = cues.filter(function (c) { return c - 150 > el; })[0];
-      var words = now ? t("enroll.blink_now")
-        : (cues.length ? t("enroll.keep_looking") : blinkText(ch.blinks || 1));
-      put(prompt, words);
-      put(text, words);
-      prompt.className = now ? "prompt now" : "prompt";
-      var secsLeft = Math.max(0, Math.ceil((duration - el) / 1000));
-      put(countdown, next !== undefined && !now
-        ? t("enroll.next_blink_in", { s: Math.max(1, Math.ceil((next - el) / 1000)) })
-        : t("enroll.recording", { s: secsLeft }));
-      if (el >= duration) {
-        clearInterval(grab);
-        clearInterval(ui);
-        done = true;
-        if (pending === 0) finish();
+  /** Frames ready to go, in order (a frame still being encoded holds back the ones after it).
+   * When the connection or the server fell behind and more frames wait than one batch takes,
+   * the batch keeps every frame of the answer time after the latest cue (where the blink must
+   * be seen at the full rate) and the newest frame, and spreads the rest evenly over the
+   * waiting time: a lower frame rate for a moment instead of frames that arrive too late. */
+  function readyFrames(cap) {
+    var ready = [];
+    while (cap.frames.length && cap.frames[0].blob !== null) {
+      var f = cap.frames.shift();
+      if (f.blob) ready.push(f);
+    }
+    var most = cap.cfg.max_batch_frames;
+    if (ready.length <= most) return ready;
+    var keep = ready.map(function () { return false; });
+    var left = most - 1;
+    keep[ready.length - 1] = true;
+    ready.forEach(function (fr, i) {
+      if (left > 0 && !keep[i] && cap.cueT !== null && fr.t >= cap.cueT && fr.t <= cap.cueT + CUE_WINDOW_MS) { keep[i] = true; left -= 1; }
+    });
+    var others = [];
+    keep.forEach(function (k, i) { if (!k) others.push(i); });
+    for (var j = 0; j < left && others.length; j++) keep[others[Math.floor((j + 0.5) * others.length / left)]] = true;
+    var out = ready.filter(function (fr, i) { return keep[i]; });
+    cap.thinned += ready.length - out.length;
+    return out;
+  }
+
+  /** One batch at a time: never two in flight; recording goes on meanwhile. */
+  function pump(cap) {
+    if (cap.inflight) { cap.missedTick = true; return; }
+    cap.missedTick = false;
+    if (!cap.id || cap.failed || capture !== cap) return;
+    if (cap.finishing && cap.stopReason === "done") return;
+    var batch = readyFrames(cap);
+    if (!batch.length) {
+      if (cap.stopped) maybeFinish(cap);
+      return;
+    }
+    sendBatch(cap, batch);
+  }
+
+  function sendBatch(cap, batch) {
+    cap.inflight = true;
+    var form = new FormData();
+    form.append("seq", String(cap.seq));
+    form.append("timestamps_ms", JSON.stringify(batch.map(function (f) { return f.t; })));
+    var size = 0;
+    batch.forEach(function (f, i) { size += f.blob.size; form.append("frames", f.blob, "f" + cap.seq + "_" + i + ".jpg"); });
+    var path = "/capture/" + encodeURIComponent(cap.id) + "/frames";
+    ECard.api("POST", base() + path, { bearer: token, form: form }).then(function (res) {
+      cap.inflight = false;
+      if (capture !== cap || cap.failed) return;
+      var code = res.body.error;
+      if (res.ok || (res.status === 409 && code === "batch_repeated")) {
+        cap.seq += 1;
+        cap.batches += 1;
+        cap.bytes += size;
+        cap.sentFrames += batch.length;
+        cap.retries = 0;
+        adaptQuality(cap, size / batch.length);
+        if (res.ok) onAnswer(cap, res.body);
+      } else if (res.status === 0 && cap.retries < 3) {
+        cap.retries += 1;          // a network hiccup: the same batch again, same seq
+        cap.frames = batch.concat(cap.frames);
+      } else if (res.status === 422 && code === "frames_too_late") {
+        // The connection fell behind: these frames are too old to count. Drop them, go on.
+        adaptQuality(cap, 1e9);
+      } else if (code === "capture_too_long" || code === "too_many_frames" || code === "capture_finished") {
+        stopRecording(cap, "done");  // the server has all it takes: ask for the verdict
+        cap.frames = [];
+      } else {
+        failCapture(cap, res);
+        return;
       }
-    }, 100);
+      if (cap.stopped) { if (cap.stopReason === "done") maybeFinish(cap); else pump(cap); }
+      else if (cap.missedTick) pump(cap);    // a batch is overdue: send what waited at once
+    });
+  }
 
-    var finished = false;
-    function finish() {
-      if (finished) return;
-      finished = true;
-      rec.hidden = true;
-      prompt.hidden = true;
-      document.getElementById("challenge-box").hidden = true;
-      frames.sort(function (a, b) { return a.t - b.t; });
-      upload(ch, frames);
+  /** Keep the average upload near TARGET_BPS: JPEG quality first, then the frame size. */
+  function adaptQuality(cap, perFrame) {
+    var target = TARGET_BPS / cap.cfg.fps;
+    if (perFrame > target * 1.15) {
+      if (cap.quality > Q_MIN + 0.001) cap.quality = Math.max(Q_MIN, cap.quality - 0.07);
+      else if (cap.side > SIDE_MIN) cap.side = Math.max(SIDE_MIN, cap.side - SIDE_STEP);
+    } else if (perFrame < target * 0.7) {
+      if (cap.side < Math.min(DEFAULTS.max_side, cap.cfg.max_side)) cap.side += SIDE_STEP;
+      else cap.quality = Math.min(Q_MAX, cap.quality + 0.04);
     }
   }
 
-  // --- 5. upload with progress ---------------------------------------------------------------
-
-  function upload(ch, frames) {
-    var box = document.getElementById("upload-box");
-    var label = document.getElementById("upload-text");
-    var bar = document.getElementById("upload-progress");
-    box.hidden = false;
-    label.textContent = t("enroll.uploading");
-    bar.value = 0;
-    bar.setAttribute("value", "0");
-    var form = new FormData();
-    form.append("nonce", ch.nonce);
-    // Each part is one JPEG; its capture time (ms since recording started) is in the file name
-    // and, in the same order, in the "timestamps_ms" field.
-    form.append("timestamps_ms", JSON.stringify(frames.map(function (f) { return f.t; })));
-    frames.forEach(function (f, i) { form.append("frames", f.blob, "frame_" + i + "_" + f.t + ".jpg"); });
-    box.setAttribute("data-frames", String(frames.length));
-    box.setAttribute("data-bytes", String(frames.reduce(function (n, f) { return n + f.blob.size; }, 0)));
-    var xhr = new XMLHttpRequest();
-    xhr.open("POST", base() + "/liveness");
-    xhr.setRequestHeader("Authorization", "Bearer " + token);
-    xhr.setRequestHeader("Accept", "application/json");
-    xhr.upload.onprogress = function (ev) {
-      if (ev.lengthComputable) bar.value = Math.round(100 * ev.loaded / ev.total);
-    };
-    xhr.upload.onload = function () {
-      label.textContent = t("enroll.checking");
-      bar.removeAttribute("value");   // indeterminate while the server analyses the clip
-    };
-    xhr.onerror = function () { box.hidden = true; showFailure("network", t("common.network")); };
-    xhr.onload = function () {
-      box.hidden = true;
-      var body = {};
-      try { body = JSON.parse(xhr.responseText || "{}"); } catch (e) { body = {}; }
-      if (xhr.status >= 200 && xhr.status < 300) showResult(body);
-      else if (xhr.status >= 500 || xhr.status === 0) showFailure("unavailable", t("common.unavailable"), body);
-      else showFailure(body.error, body.message, body);
-    };
-    xhr.send(form);
+  function onAnswer(cap, body) {
+    if (cap.stopped) {
+      if (body.done) { cap.stopReason = "done"; cap.frames = []; }   // no need to send the rest
+      return;
+    }
+    var isNew = typeof body.cues_shown === "number" ? body.cues_shown > cap.cuesShown : (body.cue && !cap.cueOn);
+    if (typeof body.cues_shown === "number") cap.cuesShown = body.cues_shown;
+    if (body.cue && isNew) showCue(cap, body.action || "blink");
+    cap.cueOn = !!body.cue;
+    if (!body.cue && !cueNow.hidden && performance.now() - cap.cueAt >= CUE_MIN_MS) hideCue(cap);
+    if (cueNow.hidden) {
+      if (body.face === "none") { oval.className = "oval bad"; instruct("enroll.keep_in_oval", "warn", false); }
+      else if (body.face === "multiple") { oval.className = "oval bad"; instruct("enroll.cue.many", "warn", false); }
+      else { oval.className = "oval good"; if (instr.key !== "enroll.look_and_listen") instruct("enroll.keep_looking", "", false); }
+    }
+    if (body.done) stopRecording(cap, "done");
   }
 
-  // --- 6. result -----------------------------------------------------------------------------
+  function showCue(cap, action) {
+    var key = action === "blink" ? "enroll.blink_now" : "enroll.action." + action;
+    cueNow.textContent = t(key);
+    cueNow.hidden = false;
+    cap.cueAt = performance.now();
+    cap.cueT = cap.cueAt - cap.t0;
+    cameraScreen.setAttribute("data-cues", String((Number(cameraScreen.getAttribute("data-cues")) || 0) + 1));
+    beep();
+    vibrate(250);
+    instruct(key, "now", true);
+    clearTimeout(cap.cueTimer);
+    cap.cueTimer = setTimeout(function () { hideCue(cap); }, CUE_MAX_MS);
+  }
 
-  function showResult(body) {
+  function hideCue(cap) {
+    clearTimeout(cap.cueTimer);
+    cueNow.hidden = true;
+    if (!cap.stopped && phase === "recording") instruct("enroll.keep_looking", "", false);
+  }
+
+  /** Recording ends: the server said it has seen enough ("done"), or max_ms passed. The
+   * preview goes away at once so nobody thinks the phone is still recording. */
+  function stopRecording(cap, why) {
+    if (cap.stopped) return;
+    cap.stopped = true;
+    cap.stopReason = why;
+    cap.endedAt = performance.now();
+    clearTimeout(cap.grabTimer);
+    clearTimeout(cap.pumpTimer);
+    clearTimeout(cap.maxTimer);
+    clearTimeout(cap.cueTimer);
+    setPhase("checking");
+    say(t("enroll.checking"));
+    if (why === "done") cap.frames = [];   // the server has what it needs
+    if (!cap.id) return;                   // finished once the capture is open (or it failed)
+    if (why === "done") maybeFinish(cap);
+    else waitEncoded(cap);
+  }
+
+  function waitEncoded(cap) {
+    if (cap.frames.some(function (f) { return f.blob === null; })) { setTimeout(function () { waitEncoded(cap); }, 20); return; }
+    pump(cap);
+  }
+
+  function maybeFinish(cap) {
+    if (cap.finishing || cap.inflight || cap.failed) return;
+    if (cap.stopReason !== "done" && cap.frames.length) { pump(cap); return; }
+    cap.finishing = true;
+    call("POST", "/capture/" + encodeURIComponent(cap.id) + "/finish").then(function (res) {
+      if (capture !== cap) return;
+      capture = null;
+      var stats = {
+        ended: cap.endedAt, bytes: cap.bytes, frames: cap.sentFrames, batches: cap.batches,
+        lastT: cap.lastT, thinned: cap.thinned
+      };
+      if (typeof res.body.attempts_left === "number") attemptsLeft = res.body.attempts_left;
+      if (res.ok) showResult(res.body, stats);
+      else if (res.status >= 500 || res.status === 0) showFailure("unavailable", t("common.unavailable"), res.body, stats);
+      else showFailure(res.body.error, res.body.message, res.body, stats);
+    });
+  }
+
+  function failCapture(cap, res) {
+    cap.failed = true;
+    abortCapture(cap);
+    if (res.status >= 500 || res.status === 0) showFailure(res.status ? "unavailable" : "network", null, res.body);
+    else showFailure(res.body.error, res.body.message, res.body);
+  }
+
+  function abortCapture(cap) {
+    cap.stopped = true;
+    if (!cap.endedAt) cap.endedAt = performance.now();
+    clearTimeout(cap.grabTimer);
+    clearTimeout(cap.pumpTimer);
+    clearTimeout(cap.maxTimer);
+    clearTimeout(cap.cueTimer);
+    cap.frames = [];
+    if (capture === cap) capture = null;
+  }
+
+  // --- 5. result: plain words, what comes next or what to do differently ----------------------
+
+  var lastResult = null;
+  var resultScreen = document.getElementById("s-result");
+
+  function recordStats(stats) {
+    if (!stats) return;
+    var shown = performance.now();
+    resultScreen.setAttribute("data-latency-ms", String(Math.round(shown - stats.ended)));
+    resultScreen.setAttribute("data-bytes", String(stats.bytes));
+    resultScreen.setAttribute("data-frames", String(stats.frames));
+    resultScreen.setAttribute("data-batches", String(stats.batches));
+    resultScreen.setAttribute("data-duration-ms", String(stats.lastT));
+    resultScreen.setAttribute("data-thinned", String(stats.thinned));
+  }
+
+  function showResult(body, stats) {
     if (body.live && body.match) {
       stopCamera();
-      document.getElementById("h-result").textContent = t("enroll.result_ok_heading");
-      var txt = document.getElementById("result-text");
-      txt.textContent = t("enroll.result_ok", { blinks: body.blinks });
-      txt.className = "msg ok";
-      document.getElementById("result-attempts").textContent = "";
-      document.getElementById("result-next").hidden = false;
-      document.getElementById("result-retry").hidden = true;
+      lastResult = { ok: true };
+      renderResult(lastResult);
       ECard.showScreen("s-result");
+      recordStats(stats);
+      say(t("enroll.result_ok_heading") + ". " + t("enroll.result_ok_next"));
       return;
     }
     var code = body.reason || (body.live === false ? "not_live" : (body.match === false ? "no_match" : null));
-    showFailure(code, body.message, body);
+    showFailure(code, body.message, body, stats);
   }
 
-  function showFailure(code, message, body) {
+  function showFailure(code, message, body, stats) {
     body = body || {};
-    document.getElementById("h-result").textContent = t("enroll.result_fail_heading");
-    var txt = document.getElementById("result-text");
-    txt.textContent = reasonText(code, message);
-    txt.className = "msg bad";
-    txt.setAttribute("data-reason", code || "unknown");
-    var left = body.attempts_left;
-    document.getElementById("result-attempts").textContent =
-      typeof left === "number" ? t("enroll.attempts_left", { n: left }) : "";
+    if (typeof body.attempts_left === "number") attemptsLeft = body.attempts_left;
     var final = code === "enrollment_locked" || code === "enrollment_expired" ||
-      body.state === "locked" || body.state === "failed" || body.state === "expired" || left === 0;
-    document.getElementById("result-next").hidden = true;
-    document.getElementById("result-retry").hidden = final;
+      body.state === "locked" || body.state === "failed" || body.state === "expired" || attemptsLeft === 0;
+    lastResult = { ok: false, code: code || "unknown", message: message, final: final };
     if (final) stopCamera();
+    else { clearInterval(framingTimer); framingTimer = null; phase = "off"; }
+    renderResult(lastResult);
     ECard.showScreen("s-result");
+    recordStats(stats);
+    say(document.getElementById("result-text").textContent);
   }
 
-  document.getElementById("result-retry").addEventListener("click", openCamera);
-  document.getElementById("result-next").addEventListener("click", showPin);
+  function renderResult(r) {
+    var mark = document.getElementById("result-mark");
+    var txt = document.getElementById("result-text");
+    var next = document.getElementById("result-next-text");
+    var tries = document.getElementById("result-attempts");
+    if (r.ok) {
+      mark.className = "mark ok";
+      mark.textContent = "\u2713";
+      document.getElementById("h-result").textContent = t("enroll.result_ok_heading");
+      txt.textContent = t("enroll.result_ok");
+      txt.className = "msg ok";
+      txt.removeAttribute("data-reason");
+      next.textContent = t("enroll.result_ok_next");
+      tries.textContent = "";
+      document.getElementById("result-next").hidden = false;
+      document.getElementById("result-retry").hidden = true;
+      document.getElementById("result-way").hidden = true;
+      return;
+    }
+    mark.className = "mark again";
+    mark.textContent = "!";
+    document.getElementById("h-result").textContent = t(r.final ? "enroll.result_final_heading" : "enroll.result_fail_heading");
+    txt.textContent = reasonText(r.code, r.message);
+    txt.className = "msg warn";
+    txt.setAttribute("data-reason", r.code);
+    next.textContent = r.final ? "" : t("enroll.result_retry_hint");
+    tries.textContent = r.final ? t("enroll.tries_none")
+      : (typeof attemptsLeft === "number" ? (attemptsLeft === 1 ? t("enroll.tries_one") : t("enroll.tries_left", { n: attemptsLeft })) : "");
+    document.getElementById("result-next").hidden = true;
+    document.getElementById("result-retry").hidden = r.final;
+    document.getElementById("result-way").hidden = !r.final;
+  }
+
+  document.getElementById("result-retry").addEventListener("click", function () { lastResult = null; openCamera(); });
+  document.getElementById("result-next").addEventListener("click", function () { lastResult = null; showPin(); });
 
   // --- 7. PIN, entered twice -----------------------------------------------------------------
 
