@@ -56,6 +56,9 @@ def sqlite_store(tmp_path):
         ("/api/v1/enrollments/{enrollment_id}", "GET", "channel"),
         ("/api/v1/enrollments/{enrollment_id}/consent", "POST", None),
         ("/api/v1/status-lists/{list_id}", "GET", None),
+        ("/api/v1/enrollments/{enrollment_id}/capture", "POST", None),
+        ("/api/v1/enrollments/{enrollment_id}/capture/{capture_id}/frames", "POST", None),
+        ("/api/v1/enrollments/{enrollment_id}/capture/{capture_id}/finish", "POST", None),
     ],
 )
 def test_schemathesis_finds_no_server_error(
