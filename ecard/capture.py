@@ -55,6 +55,7 @@ from ecard.errors import (
     CaptureFinishedError,
     CaptureRunningError,
     CaptureTooLongError,
+    EnrollmentExpiredError,
     FaceError,
     FramesFromFutureError,
     FramesTooLateError,
@@ -643,6 +644,7 @@ class Captures:
         """Why a capture has no row: finished (409), expired (410) or never existed (404),
         from the audit log (the only trace a capture leaves)."""
         with self.store.read() as s:
+            state = s.scalar(select(Enrollment.state).where(Enrollment.id == enrollment_id))
             steps = s.execute(
                 select(AuditEvent.action, AuditEvent.detail).where(
                     AuditEvent.enrollment_id == enrollment_id,
@@ -653,6 +655,8 @@ class Captures:
         mine = {a for a, d in steps if d is not None and (d == tag or d.startswith(tag + ","))}
         if "liveness" in mine:
             return CaptureFinishedError()
+        if mine and state == "expired":
+            return EnrollmentExpiredError()
         if mine:
             return CaptureExpiredError()
         return NotFoundError("No such capture.")

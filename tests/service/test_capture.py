@@ -455,6 +455,18 @@ def test_an_abandoned_capture_expires_and_its_row_is_gone(store: Store, captures
     assert err.value.code == "capture_expired"
 
 
+def test_a_capture_ends_with_its_enrollment(store: Store, captures) -> None:
+    eid = _consented(store)
+    d = Driver(captures, eid)
+    d.start()
+    d.send([OPEN] * 5)
+    later = (16 * 60 + 10) * 1000.0  # the enrollment's 15 minutes are over
+    with pytest.raises(EcardError) as err:
+        d.send([OPEN] * 5, arrival_ms=later)
+    assert (err.value.status, err.value.code) == (410, "enrollment_expired")
+    assert _rows(store) == 0 and Enrollments(store).view(eid, now=d.at(later)).state == "expired"
+
+
 def test_expired_captures_are_cleaned_when_the_enrollment_is_read(store: Store, captures):
     eid = _consented(store)
     Driver(captures, eid).start()
