@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
-from sharedpaths import shared_path
+from sharedpaths import REPO, shared_path
 
 from ecard.cli import main
 from ecard.errors import SeriesError
@@ -62,6 +63,25 @@ def test_slow_drift_from_looking_down_is_not_a_blink():
         for v, d in zip(values, np.concatenate([np.zeros(30), drift, np.zeros(30)]), strict=True)
     ]
     assert blinks_of(values, fps=30) == []
+
+
+def test_a_dip_into_a_gaze_shift_is_not_a_blink():
+    # the lids drop in one frame to 0.62 of open for 170 ms, then stay at 0.8 for 2 s (looking
+    # down): deep under the baseline, but only 22 % under the level the eyes settle at
+    values = np.array(series(300, {}))
+    values[100:105] *= 0.62
+    values[105:165] *= 0.8
+    assert detect_blinks(list(values), fps=30) == ()
+
+
+def test_a_blink_while_looking_down_is_a_blink():
+    # eyes narrowed to 0.7 of open for 3 s (slowly), with a blink inside: it falls from and
+    # returns to the narrowed level, far enough below it
+    values = np.array(series(300, {}))
+    narrowed = np.concatenate([np.linspace(1, 0.7, 30), np.full(90, 0.7), np.linspace(0.7, 1, 30)])
+    values[60:210] *= narrowed
+    values[130:134] = 0.3 * np.array([0.4, 0.15, 0.15, 0.4])
+    assert [(e.start, e.end) for e in blinks_of(list(values), fps=30)] == [(130, 133)]
 
 
 def test_a_face_missing_around_a_dip_makes_it_truncated():
@@ -165,41 +185,58 @@ def test_bad_challenges_are_refused(kwargs):
 
 # --- Eyeblink8 series and the CLI -------------------------------------------------------------
 
-EYEBLINK8 = {  # video: (label offset from PROVENANCE.md, minimum precision, minimum recall)
-    "eb8_video02_26122013_224532": (59, 0.95, 0.95),
-    "eb8_video03_26122013_230103": (0, 0.95, 0.88),
-    "eb8_video04_26122013_230654": (89, 0.95, 0.95),
+
+def eyeblink8_bench():
+    """bench/bench_blinks.py, whose scoring and label alignment the regression tests reuse."""
+    folder = shared_path("blink", "eyeblink8_mediapipe_ear")
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))  # pytest run as a script: the repo root is not on the path
+    from bench import bench_blinks
+
+    assert folder == bench_blinks.FOLDER
+    return bench_blinks
+
+
+#: per video at PROVENANCE's offsets: the precision and recall reached on 2026-12-02 (rounded
+#: down), docs/blinks-eyeblink8.md. video01's labels drift after label ~9,600: it is scored
+#: overall at the estimated alignment below.
+EYEBLINK8 = {
+    "eb8_video02_26122013_224532": (0.976, 0.965),  # 84/86, 84/87
+    "eb8_video03_26122013_230103": (1.000, 0.923),  # 60/60, 60/65
+    "eb8_video04_26122013_230654": (1.000, 0.967),  # 30/30, 30/31
 }
-
-
-def label_runs(labels: list[int], offset: int) -> list[tuple[int, int]]:
-    runs, i = [], 0
-    while i < len(labels):
-        if labels[i]:
-            j = i
-            while j + 1 < len(labels) and labels[j + 1]:
-                j += 1
-            runs.append((i + offset, j + offset))
-            i = j + 1
-        else:
-            i += 1
-    return runs
 
 
 @pytest.mark.parametrize("video", sorted(EYEBLINK8))
 def test_eyeblink8_labelled_blinks_are_found(video):
-    folder = shared_path("blink", "eyeblink8_mediapipe_ear")
-    values = parse_series((folder / f"{video}__mediapipe_ear.txt").read_text())
-    labels = [int(x) for x in (folder / f"{video}__tag_blink_labels.txt").read_text().split()]
-    offset, min_precision, min_recall = EYEBLINK8[video]
-    truth = label_runs(labels, offset)
-    found = blinks_of(values, fps=30)
-    hits = [any(e.start <= b + 2 and e.end >= a - 2 for a, b in truth) for e in found]
-    matched = {
-        k for e in found for k, (a, b) in enumerate(truth) if e.start <= b + 2 and e.end >= a - 2
-    }
-    assert sum(hits) / len(found) >= min_precision
-    assert len(matched) / len(truth) >= min_recall
+    bench = eyeblink8_bench()
+    result = bench.score(video, bench.OFFSETS[video])
+    min_precision, min_recall = EYEBLINK8[video]
+    assert result.precision >= min_precision
+    assert result.recall >= min_recall
+
+
+def test_eyeblink8_label_alignment_is_estimated_from_the_data():
+    # piecewise cross-correlation of labels and EAR dips: PROVENANCE's offset wherever it holds,
+    # and video01's drift (its label track lost 72 frames between labels ~9,400 and ~9,630)
+    bench = eyeblink8_bench()
+    aligned = bench.alignments()
+    for video in EYEBLINK8:
+        assert aligned[video] == ((0, bench.OFFSETS[video]),)
+    (first, drift) = aligned["eb8_video01_26122013_223310"]
+    assert first == (0, 0) and 9400 <= drift[0] <= 9700 and drift[1] in (72, 73)
+
+
+def test_eyeblink8_overall_precision_and_recall_regression():
+    # reached on 2026-12-02 (docs/blinks-eyeblink8.md): 212/221 detections are labelled blinks,
+    # 209/218 labelled blinks are found at the estimated alignment; 0.923 / 0.922 at
+    # PROVENANCE's offsets, where video01's drifted labels cannot be matched
+    bench = eyeblink8_bench()
+    aligned = bench.alignments()
+    total = sum((bench.score(v, aligned[v]) for v in bench.OFFSETS), bench.Score(0, 0, 0, 0))
+    assert total.precision >= 0.959 and total.recall >= 0.958
+    raw = sum((bench.score(v, o) for v, o in bench.OFFSETS.items()), bench.Score(0, 0, 0, 0))
+    assert raw.precision >= 0.923 and raw.recall >= 0.922
 
 
 def test_cli_blinks_json(tmp_path, capsys):

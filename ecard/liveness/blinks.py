@@ -218,6 +218,30 @@ def _slow_fall(r: Floats, t: Floats, low: int, half: float, window_ms: float) ->
     return highest < float(r[low]) + half
 
 
+def local_depth(r: Floats, t: Floats, low: int, core: tuple[int, int], window_ms: float) -> float:
+    """Relative drop of the minimum ``low`` under the open level on each side of its core.
+
+    Each side's open level is the highest value within ``window_ms`` before the core's first
+    frame (after its last frame); the drop is taken from the lower of the two, so a blink must
+    fall from open eyes *and* reopen them. A dip in eyes that stay narrowed before or after it
+    (gaze going down, a squint) measures shallow here even where the rolling baseline is high.
+    A side with no value in the window (edge, missing face) gives no evidence.
+    """
+    levels = []
+    for edge, direction in ((core[0], -1), (core[1], 1)):
+        k = edge + direction
+        best = -math.inf
+        while 0 <= k < len(r) and abs(float(t[k] - t[edge])) <= window_ms:
+            if not np.isnan(r[k]):
+                best = max(best, float(r[k]))
+            k += direction
+        if best > -math.inf:
+            levels.append(best)
+    if not levels or min(levels) <= 0:
+        return 1.0
+    return 1.0 - float(r[low]) / min(levels)
+
+
 def _local_minima(r: Floats) -> list[int]:
     """Indices of local minima (plateaus give their first frame), deepest first."""
     n = len(r)
@@ -360,6 +384,8 @@ def detect_blinks(
             kind = "long_closure"
         elif _slow_fall(r, t, low, 0.5 * min(prominence, depth), policy.max_fall_ms):
             continue  # the eyes drifted shut slowly (gaze, drowsiness): not a blink's snap
+        elif local_depth(r, t, low, (c0, c1), policy.open_window_ms) < need_depth:
+            continue  # not open right before or right after: a gaze shift or squint, not a blink
         else:
             kind = "blink"
         events.append(

@@ -22,7 +22,10 @@ class BlinkPolicy:
     depth is ``min_depth`` at ``full_depth_fps`` and above, scaled down with the frame rate to no
     less than ``min_depth_floor``. Its *core* (the frames within ``core_fraction`` of the
     prominence from the deepest point) gives the closure's duration: up to ``max_blink_ms`` it is
-    a blink, longer it is a deliberate closure (not a blink). See docs/liveness.md.
+    a blink, longer it is a deliberate closure (not a blink). A blink also falls from open eyes
+    and reopens them: its minimum must be the required depth under the highest openness within
+    ``open_window_ms`` before its core *and* within as long after it, so a dip into eyes that
+    stay narrowed (looking down, squinting) is not one. See docs/liveness.md.
     """
 
     #: width of the rolling window for the open-eye baseline, in ms
@@ -50,6 +53,9 @@ class BlinkPolicy:
     max_dip_ms: int = 1200
     #: longest fall (ms) from nearly open to the deepest frame: a blink shuts in about 0.1 s
     max_fall_ms: int = 400
+    #: on each side of a blink's core, its minimum must be the required depth under the highest
+    #: openness within this many ms (the eyes were open just before and reopen just after)
+    open_window_ms: int = 400
     #: missing frames (no face) bridged inside one closure
     max_gap_frames: int = 1
     #: blinks needed for ``live`` when no challenge is given
