@@ -62,7 +62,7 @@ class BlinkPolicy:
     min_blinks: int = 1
     #: largest face-descriptor distance between the start, middle and end samples of one clip;
     #: above it the clip is refused as ``face_changed``
-    same_face_distance: float = 0.55
+    same_face_distance: float = 0.45
     #: a second face counts when it is at least this fraction of the main face's height ...
     second_face_min_height: float = 0.5
     #: ... and is seen in at least this fraction of the detection passes
