@@ -685,7 +685,8 @@ class TapeHead:
 
 
 class ServerClock:
-    """The server's time for the capture steps (``app.config["CAPTURE_CLOCK"]``)."""
+    """The server's time for the capture steps (``app.config["CAPTURE_CLOCK"]``), starting at
+    the real time (the other steps, and the enrollment view, run on the wall clock)."""
 
     def __init__(self, t0: datetime) -> None:
         self.t0, self.now = t0, t0
@@ -921,7 +922,7 @@ def _cooperate(cap: HttpCapture, clip: dict[str, Any], during: Callable[[], None
 def test_live_capture_on_a_real_clip_issues_a_card(
     tmp_path, store: Store, creds: Clients, face_models, clip
 ) -> None:
-    clock = ServerClock(T0)
+    clock = ServerClock(datetime.now(UTC))
     app = _app(tmp_path, store, face_models, clock, ECARD_LIVENESS_SEED=str(SEED))
     client = app.test_client()
     enr = _enroll(client, store, creds, face_models, clip["id_photo"], 1)
@@ -986,7 +987,7 @@ def test_the_clip_replayed_as_recorded_fails_the_random_challenge(
     It cannot pass any plan the service draws: five cues at least 1.9 s apart, each answered
     only by a blink 0.25-1.4 s after its reveal, while the clip's blinks come at 0.4, 1.7,
     3.4, 4.7, 9.3 and 10.1 s with two long closures between."""
-    clock = ServerClock(T0)
+    clock = ServerClock(datetime.now(UTC))
     app = _app(tmp_path, store, face_models, clock)
     client = app.test_client()
     enr = _enroll(client, store, creds, face_models, clip["id_photo"], 2)
@@ -1010,7 +1011,7 @@ def test_the_clip_replayed_as_recorded_fails_the_random_challenge(
 def test_capture_steps_refused_over_http(
     tmp_path, store: Store, creds: Clients, face_models, clip
 ) -> None:
-    clock = ServerClock(T0)
+    clock = ServerClock(datetime.now(UTC))
     app = _app(tmp_path, store, face_models, clock)
     client = app.test_client()
     number = insert_citizen(store, seq=3)
@@ -1030,7 +1031,7 @@ def test_capture_steps_refused_over_http(
     r = cap.start()
     assert r.status_code == 201
     expires = datetime.fromisoformat(r.json["expires_at"].replace("Z", "+00:00"))
-    assert expires == T0 + timedelta(seconds=50)
+    assert expires == clock.t0 + timedelta(seconds=50)
     good = clip["jpegs"][10]
     assert cap.send([good] * 3, [0.0, 83.0, 166.0]).json["face"] == "ok"
     unknown = HttpCapture(client, enr, clock)
@@ -1040,7 +1041,7 @@ def test_capture_steps_refused_over_http(
     other = client.post(f"{cap.base}/not-an-id/finish", headers=cap.headers)
     assert other.status_code == 404
     # Abandoned: once expired, its state is gone and the enrollment is back to consented.
-    clock.at((expires - T0).total_seconds() * 1000 + 1)
+    clock.at((expires - clock.t0).total_seconds() * 1000 + 1)
     r = cap.send([good], [249.0], arrive=False)
     assert (r.status_code, r.json["error"]) == (410, "capture_expired")
     _documented(client, FRAMES, r)
