@@ -724,6 +724,8 @@ class HttpCapture:
         self.sent = 0
 
     def start(self) -> Any:
+        if not self.cid:  # the capture's server time starts now (the view reads the wall clock)
+            self.clock.t0 = self.clock.now = max(self.clock.now, datetime.now(UTC))
         r = self.client.post(self.base, headers=self.headers)
         if r.status_code == 201:
             self.cid = r.json["capture_id"]
