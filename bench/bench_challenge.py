@@ -13,6 +13,8 @@ Sources (each over ``--n`` challenges, default 10,000):
   ../shared/data (``analyze_video``, run once per clip per bench run), played from a random
   start offset and looped when shorter than the capture. At the loop seam a closure cut by the
   clip's end or start (``truncated``) is seen whole, so those count as blinks here.
+  The same four ``videos/`` again with PROVENANCE.md's annotated blinks ("truth"), so the
+  figures do not depend on today's detector.
 * **Poisson blinker** at 10, 20, 30, 45, 60 and 120 blinks a minute (120: every half second).
 * **cooperative person** (issue 10): every cue answered by a blink starting 300-1200 ms
   (uniform) after it was shown, spontaneous blinks elsewhere at 10 a minute (Poisson; none
@@ -129,12 +131,39 @@ def load_clips() -> list[Clip]:
     for rel in CLIPS:
         path = BLINK / rel
         r = analyze_video(path, models=models)
-        closures = tuple(
+        closures = [
             (e.start_ms, max(e.end_ms - e.start_ms, 1), _counted(e, r.duration_ms))
             for e in r.events
-        )
-        clips.append(Clip(Path(rel).name.split("__")[0][:30], r.duration_ms, closures))
+        ]
+        # closing at the clip's end and still closed at its start: one closure at the seam
+        ends = [c for c in r.events if c.kind == "truncated" and c.end_ms >= r.duration_ms]
+        if ends and closures and closures[0][0] <= 0 and r.events[0].kind == "truncated":
+            closures[0] = (closures[0][0], closures[0][1], False)
+        clips.append(Clip(Path(rel).name.split("__")[0][:30], r.duration_ms, tuple(closures)))
     return clips
+
+
+#: PROVENANCE.md's annotated blinks (first closed frame; fps; frames): the clips as a perfect
+#: detector sees them, independent of today's detector. A closure cut by the clip's end (or, if
+#: none, its start) is one blink at the loop seam; long closures do not count.
+TRUTH = {
+    "DinoMan-blink-detector": (25.0, 75, (14, 37)),
+    "jakubvlk-BlinkRate": (12.01, 76, (0, 13, 23, 42, 50)),
+    "r4onlyrishabh-blink-detector": (
+        30.0,
+        301,
+        (30, 57, 76, 118, 153, 175, 183, 208, 268, 297),
+    ),
+    "repeating-Blink-Detector": (23.86, 334, (10, 40, 82, 111, 220, 239)),
+}
+
+
+def truth_clips() -> list[Clip]:
+    out = []
+    for name, (fps, frames, starts) in TRUTH.items():
+        closures = tuple((round(1000 * f / fps), 150, True) for f in starts)
+        out.append(Clip(name, round(1000 * frames / fps), closures))
+    return out
 
 
 def _counted(event: BlinkEvent, duration_ms: int) -> bool:
@@ -280,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[tuple[str, str, Source]] = []
     for c in clips:
         rows.append((f"replay {c.name}", f"{c.per_min:5.1f}", replay(c)))
+    for c in truth_clips():
+        rows.append((f"replay (truth) {c.name}", f"{c.per_min:5.1f}", replay(c)))
     for r in POISSON_RATES:
         rows.append((f"Poisson blinker {r}/min", f"{r:5.1f}", poisson(r, durations)))
     print(f"{'source':44} {'/min':>5}  {'live: pass (Wilson 95 % upper)':>30}  {'today':>8}")
@@ -350,6 +381,7 @@ def sweep(clips: Sequence[Clip], durations: Sequence[int], n: int, seed: int) ->
         f"{'coop':>7} {'coop+d':>7} {'worst replay':>13}  source"
     )
     sources: list[tuple[str, Source]] = [(f"replay {c.name}", replay(c)) for c in clips]
+    sources += [(f"replay (truth) {c.name}", replay(c)) for c in truth_clips()]
     sources += [(f"Poisson {r}/min", poisson(r, durations)) for r in POISSON_RATES]
     for cues, gap, window, alpha, uncued in SWEEP:
         rng = random.Random(seed)
