@@ -31,34 +31,52 @@ Floats = npt.NDArray[np.float64]
 
 #: grid of each eye's patch: columns along the corner-to-corner axis, rows across it
 GRID_W = 8
-GRID_H = 4
+GRID_H = 3
 #: patch extent in units of the corner-to-corner distance, from the corners' midpoint:
 #: x from -X_HALF to +X_HALF, y (down the image) from Y_TOP to Y_BOTTOM
 X_HALF = 0.6
 Y_TOP = -0.4
 Y_BOTTOM = 0.2
-#: length of :func:`eye_features`' vector: two eyes' grids
-FEATURES = 2 * GRID_W * GRID_H
+#: the brow above each eye: a coarser grid over x in [-BROW_X_HALF, BROW_X_HALF] and y in
+#: [BROW_TOP, Y_TOP] (the brow and the lid crease; it does not change when the lids close)
+BROW_W = 4
+BROW_H = 2
+BROW_X_HALF = 0.7
+BROW_TOP = -1.1
+EYE_CELLS = GRID_W * GRID_H
+BROW_CELLS = BROW_W * BROW_H
+#: length of :func:`eye_features`' vector: per eye, its grid then its brow's grid
+FEATURES = 2 * (EYE_CELLS + BROW_CELLS)
 
 _EYES = ((36, 39), (42, 45))
 
 
-def _eye_patch(gray: Image, left: Floats, right: Floats) -> npt.NDArray[np.float32]:
+def _grid(
+    gray: Image,
+    left: Floats,
+    right: Floats,
+    cols: int,
+    rows: int,
+    x_half: float,
+    y_top: float,
+    y_bottom: float,
+) -> npt.NDArray[np.float32]:
+    """Mean gray levels of a ``cols`` x ``rows`` grid aligned to the eye corners."""
     import cv2
 
     axis = right - left
     width = float(np.hypot(axis[0], axis[1]))
     if not math.isfinite(width) or width < 2.0:
-        return np.full(GRID_W * GRID_H, np.nan, dtype=np.float32)
+        return np.full(cols * rows, np.nan, dtype=np.float32)
     u = axis / width
     v = np.array([-u[1], u[0]])  # perpendicular, pointing down the image when the face is upright
     centre = (left + right) / 2.0
     # supersample so each grid cell averages the pixels it covers (INTER_AREA below)
-    k = int(min(8, max(1, math.ceil(2.0 * X_HALF * width / GRID_W))))
-    out_w, out_h = GRID_W * k, GRID_H * k
-    sx = 2.0 * X_HALF * width / out_w
-    sy = (Y_BOTTOM - Y_TOP) * width / out_h
-    origin = centre + u * (-X_HALF * width) + v * (Y_TOP * width)
+    k = int(min(8, max(1, math.ceil(2.0 * x_half * width / cols))))
+    out_w, out_h = cols * k, rows * k
+    sx = 2.0 * x_half * width / out_w
+    sy = (y_bottom - y_top) * width / out_h
+    origin = centre + u * (-x_half * width) + v * (y_top * width)
     # output pixel (i, j) centre -> source point origin + (i + .5) sx u + (j + .5) sy v
     m = np.array(
         [
@@ -75,19 +93,25 @@ def _eye_patch(gray: Image, left: Floats, right: Floats) -> npt.NDArray[np.float
         borderMode=cv2.BORDER_REPLICATE,
     )
     if k > 1:
-        fine = cv2.resize(fine, (GRID_W, GRID_H), interpolation=cv2.INTER_AREA)
+        fine = cv2.resize(fine, (cols, rows), interpolation=cv2.INTER_AREA)
     return np.asarray(fine, dtype=np.float32).reshape(-1)
 
 
 def eye_features(gray: Image, landmarks: Floats) -> npt.NDArray[np.float32]:
-    """Both eyes' regions as two small corner-aligned grids of gray levels (float32, 64 values).
+    """Both eye regions as small corner-aligned grids of gray levels (float32, 64 values).
 
-    Each eye's grid is :data:`GRID_W` x :data:`GRID_H` cells covering 1.2 x 0.6 of its
-    corner-to-corner width (the eye and a little lid skin, nothing else of the face), each cell
-    the mean gray level of the pixels it covers. NaN where the eye is degenerate.
+    Per eye (the image's left eye first): a :data:`GRID_W` x :data:`GRID_H` grid covering
+    1.2 x 0.6 of its corner-to-corner width (the eye and a little lid skin), then a coarse
+    :data:`BROW_W` x :data:`BROW_H` grid of the brow above it; each cell is the mean gray level
+    of the pixels it covers, so no picture of the face beyond the eyes can be rebuilt from it.
+    NaN where an eye is degenerate.
     """
     p = np.asarray(landmarks, dtype=np.float64)
-    return np.concatenate([_eye_patch(gray, p[a], p[b]) for a, b in _EYES])
+    parts = []
+    for a, b in _EYES:
+        parts.append(_grid(gray, p[a], p[b], GRID_W, GRID_H, X_HALF, Y_TOP, Y_BOTTOM))
+        parts.append(_grid(gray, p[a], p[b], BROW_W, BROW_H, BROW_X_HALF, BROW_TOP, Y_TOP))
+    return np.concatenate(parts)
 
 
 @dataclass(frozen=True)
@@ -108,6 +132,9 @@ class BlinkEvidence:
     closed_change: float
     deepest: int
     reason: str | None
+    brow_motion: float = math.nan
+    dark_drop: float = math.nan
+    brow_change: float = math.nan
 
 
 #: open frames are looked for this far (ms) before a dip's start and after its end ...
@@ -120,11 +147,11 @@ OPEN_SHARE = 0.25
 #: landmarks that are not the eyes: jaw 0-16, brows 17-26, nose 27-35, mouth 48-67
 NON_EYE = np.r_[0:36, 48:68]
 #: a blink's eye regions change at least this many times the open-open change
-MIN_APPEARANCE = 2.0
+MIN_APPEARANCE = 1.5
 #: a blink's non-eye landmarks move at most this much (median, in eye distances)
 MAX_RIGIDITY = 0.05
 #: lid gap over nose length must fall at least this fraction of the openness dip
-MIN_GAP_SHARE = 0.5
+MIN_GAP_SHARE = 0.6
 #: the open-open change is never taken as smaller than this (in units of the eye's contrast)
 CHANGE_FLOOR = 0.15
 
@@ -175,28 +202,88 @@ def _shape_change(shape: Floats, ref: Floats) -> float:
     return float(np.median(moved)) / max(_eye_distance(ref), 1e-6)
 
 
+#: landmarks that move with the head only: jaw line, nose, the four eye corners
+STABLE = np.r_[0:17, 27:36, 36, 39, 42, 45]
+BROWS = np.r_[17:27]
+
+
+def _brow_motion(shape: Floats, ref: Floats) -> float:
+    """Median motion of the brows once the head's stable landmarks are aligned (eye distances)."""
+    ms, md = shape[STABLE], ref[STABLE]
+    # the similarity that maps the stable points onto the reference, applied to the brows
+    src = np.vstack([ms, shape[BROWS]])
+    mu_s, mu_d = ms.mean(axis=0), md.mean(axis=0)
+    a, b = ms - mu_s, md - mu_d
+    u, d, vt = np.linalg.svd(b.T @ a / len(ms))
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1
+    rot = u @ sign @ vt
+    var = float((a**2).sum() / len(ms))
+    scale = float(np.trace(np.diag(d) @ sign)) / var if var > 0 else 1.0
+    mapped = scale * (src - mu_s) @ rot.T + mu_d
+    moved = np.linalg.norm(mapped[len(ms) :] - ref[BROWS], axis=1)
+    return float(np.median(moved)) / max(_eye_distance(ref), 1e-6)
+
+
 def _centred(x: npt.ArrayLike) -> Floats:
     a = np.asarray(x, dtype=np.float64)
     return np.asarray(a - a.mean(axis=-1, keepdims=True), dtype=np.float64)
 
 
-def _rms(a: Floats, b: Floats) -> float:
-    return float(np.sqrt(np.mean((a - b) ** 2)))
+#: a grid is compared with another at the best of these shifts (in cells, both axes): the eye
+#: corners' landmarks jitter by a pixel or two, which moves a small eye's grid by up to a cell
+SHIFTS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 
 
-def _eye_change(deep: Floats, sides: list[Floats]) -> tuple[float, float, float]:
+def _shifted(grid: Floats, shape: tuple[int, int]) -> list[Floats]:
+    """``grid`` (flat, ``shape`` = (rows, cols)) moved by each pair of :data:`SHIFTS`
+    (bilinear, edges replicated), each centred again."""
+    import cv2
+
+    rows, cols = shape
+    g = grid.reshape(rows, cols).astype(np.float32)
+    out = []
+    for dy in SHIFTS:
+        for dx in SHIFTS:
+            m = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float64)
+            moved = cv2.warpAffine(
+                g, m, (cols, rows), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
+            out.append(_centred(np.asarray(moved, dtype=np.float64).reshape(-1)))
+    return out
+
+
+def _distance(a: Floats, moved_b: list[Floats]) -> float:
+    """RMS difference of grid ``a`` and the best-aligned of ``moved_b`` (from :func:`_shifted`)."""
+    return min(float(np.sqrt(np.mean((a - b) ** 2))) for b in moved_b)
+
+
+def _grid_change(
+    deep: Floats, sides: list[Floats], shape: tuple[int, int]
+) -> tuple[float, float, float]:
     """One eye: (closed change, open-open change, open jitter), in units of its open contrast.
 
     ``deep`` is the deepest frame's grid, ``sides`` the open frames' grids of each side; each
-    grid is centred (its mean removed: exposure and lighting drifts do not count)."""
+    grid is centred (its mean removed: exposure and lighting drifts do not count), and each
+    comparison is made at the best small shift (:data:`SHIFTS`), so that a grid moved by the
+    corners' jitter is not a change, while a closed eye matches an open one at no shift."""
     templates = [s.mean(axis=0) for s in sides]
     contrast = float(np.mean([t.std() for t in templates]))
     if not contrast > 0:
         return math.nan, math.nan, math.nan
-    closed = min(_rms(deep, t) for t in templates)
-    between = _rms(templates[0], templates[-1])
-    jitter = [_rms(x, t) for s, t in zip(sides, templates, strict=True) for x in s]
+    moved = [_shifted(t, shape) for t in templates]
+    closed = min(_distance(deep, m) for m in moved)
+    between = _distance(templates[0], moved[-1])
+    jitter = [_distance(x, m) for s, m in zip(sides, moved, strict=True) for x in s]
     return closed / contrast, between / contrast, float(np.median(jitter)) / contrast
+
+
+def _darkness(grid: Floats) -> float:
+    """How much darker than the grid's median its 3 darkest central cells are (the iris)."""
+    g = np.asarray(grid, dtype=np.float64).reshape(GRID_H, GRID_W)
+    centre = np.sort(g[:, GRID_W // 4 : GRID_W - GRID_W // 4].reshape(-1))[:3]
+    return float(np.median(g)) - float(centre.mean())
 
 
 def _open_sides(
@@ -254,24 +341,41 @@ def judge_blink(
     opened = [k for side in sides for k in side]
 
     # geometry: the rest of the face must not move (compared with the nearer open side)
-    rigidity = min(_shape_change(pts[deep], _mean_shape([pts[k] for k in s])) for s in sides if s)
+    refs = [_mean_shape([pts[k] for k in s]) for s in sides if s]
+    rigidity = min(_shape_change(pts[deep], r) for r in refs)
+    brow_motion = min(_brow_motion(pts[deep], r) for r in refs)
     gap_open = float(np.median([_lid_gap(pts[k]) for k in opened]))
     gap_depth = 1.0 - _lid_gap(pts[deep]) / gap_open if gap_open > 0 else math.nan
 
-    # appearance: each eye at the deepest frame against its open look before and after
-    size = GRID_W * GRID_H
-    changes = []
+    # appearance: each eye at the deepest frame against its open look before and after; the
+    # brow above it must keep its look (a sheet folded under the eyes squashes both)
+    eye_changes, brow_changes, drops = [], [], []
     for e in range(2):
-        cols = slice(e * size, (e + 1) * size)
-        grids = [_centred(feats[s, cols]) for s in sides if s]
-        change = _eye_change(_centred(feats[deep, cols]), grids)
+        first = e * (EYE_CELLS + BROW_CELLS)
+        eye = slice(first, first + EYE_CELLS)
+        brow = slice(first + EYE_CELLS, first + EYE_CELLS + BROW_CELLS)
+        grids = [_centred(feats[s, eye]) for s in sides if s]
+        change = _grid_change(_centred(feats[deep, eye]), grids, (GRID_H, GRID_W))
         if all(math.isfinite(c) for c in change):
-            changes.append(change)
-    if not changes:
+            eye_changes.append(change)
+            opened_grids = feats[opened, eye]
+            contrast = float(np.mean(opened_grids.std(axis=1)))
+            dark_open = float(np.mean([_darkness(g) for g in opened_grids]))
+            drops.append((dark_open - _darkness(feats[deep, eye])) / contrast)
+        grids = [_centred(feats[s, brow]) for s in sides if s]
+        change = _grid_change(_centred(feats[deep, brow]), grids, (BROW_H, BROW_W))
+        if all(math.isfinite(c) for c in change):
+            brow_changes.append(change)
+    if not eye_changes:
         return _evidence("no_contrast", deep, rigidity=rigidity, gap_depth=gap_depth)
-    closed, between, jitter = (float(v) for v in np.mean(changes, axis=0))
+    closed, between, jitter = (float(v) for v in np.mean(eye_changes, axis=0))
     open_change = max(between, jitter, CHANGE_FLOOR)
     appearance = closed / open_change
+    dark_drop = float(np.mean(drops))
+    brow_change = math.nan
+    if brow_changes:
+        b_closed, b_between, b_jitter = (float(v) for v in np.mean(brow_changes, axis=0))
+        brow_change = b_closed / max(b_between, b_jitter, CHANGE_FLOOR)
 
     reason: str | None = None
     if appearance < MIN_APPEARANCE:
@@ -289,4 +393,7 @@ def judge_blink(
         closed_change=closed,
         deepest=deep,
         reason=reason,
+        brow_motion=brow_motion,
+        dark_drop=dark_drop,
+        brow_change=brow_change,
     )
