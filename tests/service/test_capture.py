@@ -1052,3 +1052,13 @@ def test_capture_steps_refused_over_http(
     assert (shown["state"], shown["attempts_left"], shown["capture"]) == ("consented", 2, None)
     r = cap.finish()
     assert (r.status_code, r.json["error"]) == (410, "capture_expired")
+
+
+def test_the_seed_setting_is_for_tests_and_checked() -> None:
+    from ecard.config import load_settings
+    from ecard.errors import ConfigError
+
+    assert load_settings({}).liveness_seed is None
+    assert load_settings({"ECARD_LIVENESS_SEED": "7"}).liveness_seed == 7
+    with pytest.raises(ConfigError):
+        load_settings({"ECARD_LIVENESS_SEED": "seven"})
