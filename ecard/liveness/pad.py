@@ -340,14 +340,20 @@ CLIP_SHARE = 0.5
 CLIP_RUN = 3
 #: MiniFASNet evidence: 0 at a real-probability of FAS_OPEN or more, 1 at FAS_SURE or less
 FAS_OPEN = 0.5
-FAS_SURE = 0.05
+FAS_SURE = 0.1
 #: MiniFASNet is trusted fully when the frame holds at least FIT_FULL of its 4x context, not at
 #: all under FIT_NONE (a face crop that fills the frame, e.g. the 96 x 128 DinoMan clip)
 FIT_NONE = 0.25
-FIT_FULL = 0.4
+FIT_FULL = 0.35
 #: bezel evidence: 0 with two sides closed by straight edges (door frames, shelves), 1 with three
 BEZEL_OPEN = 2.0
 BEZEL_SURE = 3.0
+#: moire evidence, from the clip's median peak score (a screen's grid aliases in every frame;
+#: a face's own texture makes a peak in some frames only): 0 at MOIRE_OPEN, 1 at MOIRE_SURE
+MOIRE_OPEN = 3.8
+MOIRE_SURE = 4.6
+#: the moire median needs at least this many sampled frames
+MOIRE_MIN_FRAMES = 3
 
 
 def _ramp(x: float, zero: float, one: float) -> float:
@@ -357,9 +363,10 @@ def _ramp(x: float, zero: float, one: float) -> float:
     return float(min(1.0, max(0.0, (x - zero) / (one - zero))))
 
 
-def frame_evidence(f: dict[str, float]) -> dict[str, float]:
-    """Each cue's attack evidence (0..1) on one sampled frame."""
-    ev: dict[str, float] = {}
+def frame_evidence(f: dict[str, float], clip: dict[str, float] | None = None) -> dict[str, float]:
+    """Each cue's attack evidence (0..1) on one sampled frame; ``clip`` adds the clip-level
+    cues (the moire median) to every frame."""
+    ev: dict[str, float] = dict(clip or {})
     if "fas" in f:
         trust = _ramp(f.get("fas_fit", 1.0), FIT_NONE, FIT_FULL)
         ev["fas"] = trust * _ramp(f["fas"], FAS_OPEN, FAS_SURE)
@@ -390,7 +397,11 @@ def judge_medium(
     with a bezel counting for a screen. ``landmarks`` (the series of the sampled frames) is
     reserved for the planar-motion cue.
     """
-    evidence = [frame_evidence(f) for f in features]
+    clip: dict[str, float] = {}
+    moire = _median(features, "moire")
+    if moire is not None and len(features) >= MOIRE_MIN_FRAMES:
+        clip["moire"] = _ramp(moire, MOIRE_OPEN, MOIRE_SURE)
+    evidence = [frame_evidence(f, clip) for f in features]
     totals = [sum(e.values()) for e in evidence]
     flags = [t >= FRAME_ATTACK for t in totals]
     n = len(flags)
@@ -398,7 +409,7 @@ def judge_medium(
     run = _longest_run(flags)
     attack = n > 0 and (share >= CLIP_SHARE or run >= CLIP_RUN)
     scores: dict[str, float] = {"frames": float(n), "attack_share": share, "attack_run": run}
-    for key in ("fas", "bezel"):
+    for key in ("fas", "bezel", "moire"):
         vals = [e[key] for e in evidence if key in e]
         if vals:
             scores[f"{key}_evidence"] = float(np.mean(vals))
@@ -410,6 +421,7 @@ def judge_medium(
     if attack:
         hit = [f for f, flag in zip(features, flags, strict=True) if flag]
         screen = sum(f.get("fas_c2", 0.0) + (f.get("bezel", 0.0) >= BEZEL_SURE) for f in hit)
+        screen += clip.get("moire", 0.0) * len(hit)
         paper = sum(f.get("fas_c0", 0.0) for f in hit)
         species = "print" if paper > screen else "screen"
     return PadVerdict(
