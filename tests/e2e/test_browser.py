@@ -45,6 +45,8 @@ LIVE_CLIP = ("blink", "videos", "repeating-Blink-Detector__video.mp4")
 LIVE_ID_FRAME = 25  # eyes open, frontal
 SPOOF_CLIP = ("blink", "spoof_pairs", "lestari15-CNN-face-detection__fake.mp4")
 SPOOF_OWNER_CLIP = ("blink", "spoof_pairs", "lestari15-CNN-face-detection__real.mp4")
+#: The demo camera shows the room without anybody this long (s) before the face comes.
+NO_FACE_S = 8
 DEMO_PHOTO = Path(__file__).resolve().parents[2] / "ecard" / "web" / "demo" / "citizen.jpg"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 NAME = "张伟"
@@ -156,7 +158,15 @@ def _phone(browser: Any) -> Any:
 
         def log(r: Any) -> None:
             if "/capture" in r.url:
-                print("resp", r.url.rsplit("/", 1)[-1], r.status, r.text()[:200])
+                tm = r.request.timing
+                size = len(r.request.post_data_buffer or b"")
+                print(
+                    f"resp {time.monotonic():.2f}",
+                    r.url.rsplit("/", 1)[-1],
+                    r.status,
+                    f"{size} B, wait {tm['responseStart'] - tm['requestStart']:.0f} ms",
+                    r.text()[:120],
+                )
 
         page.on("response", log)
     return page
@@ -235,7 +245,9 @@ def _capture(page: Any, steps: Steps, *, shots: bool = True) -> dict[str, float]
     if shots:
         steps.shot(page, "blink-now")
     assert page.inner_text("#cue-now") == "Blink now"
-    page.wait_for_selector("#s-camera[data-phase='checking']", timeout=CAPTURE_TIMEOUT_MS)
+    page.wait_for_selector(
+        "#s-camera[data-phase='checking']", state="attached", timeout=CAPTURE_TIMEOUT_MS
+    )
     # Once recording ends the preview is gone and the page says so.
     assert page.is_hidden("#camera-box")
     if shots:
@@ -572,7 +584,7 @@ def test_spoof_clip_is_refused_with_a_reason(
 
 
 def _demo_camera(dst: Path) -> Path:
-    """A fake camera of the demo citizen's photo (Apache-2.0, ecard/web/demo): 3 s of the room
+    """A fake camera of the demo citizen's photo (Apache-2.0, ecard/web/demo): NO_FACE_S of the room
     beside her (no face), then her photo, as a person who brings the phone up."""
     import cv2
     import numpy as np
@@ -580,12 +592,12 @@ def _demo_camera(dst: Path) -> Path:
     photo = cv2.imread(str(DEMO_PHOTO))
     assert photo is not None
     h, w = photo.shape[:2]
-    room = cv2.resize(photo[: h // 2, w // 2 :], (w, h), interpolation=cv2.INTER_LINEAR)
+    room = cv2.resize(photo[: h // 3, 2 * w // 3 :], (w, h), interpolation=cv2.INTER_LINEAR)
     width, height, fps = 360, 480, 12
     with dst.open("wb") as out:
         out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
         for k in range(fps * 40):
-            frame = room if k < 3 * fps else photo
+            frame = room if k < NO_FACE_S * fps else photo
             frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
             yuv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)
             out.write(b"FRAME\n")
@@ -615,18 +627,18 @@ def test_framing_camera_help_and_the_way_forward(
         page.wait_for_selector("#instruction[data-verdict='no_face']")
         assert page.is_disabled("#start")
         assert page.inner_text("#instruction") == (
-            "We cannot see your face. Hold the phone in front of your face."
+            "We cannot see your face. Hold the phone in front of it."
         )
         page.wait_for_selector("#instruction[data-spoken]")  # said aloud once it held
         assert page.get_attribute("#instruction", "data-spoken") == page.inner_text("#instruction")
-        docs["03-camera-no-face"] = steps.shot(page, "no-face")
+        docs["capture-1-no-face"] = steps.shot(page, "no-face")
         _wait_framed(page)
         assert page.inner_text("#tries-left") == "You can try 3 times."
-        docs["04-camera-good"] = steps.shot(page, "camera-good")
+        docs["capture-3-framed"] = steps.shot(page, "camera-good")
         page.click("#start")
         page.wait_for_selector("#s-camera[data-phase='recording']")
         page.wait_for_timeout(600)
-        docs["05-recording"] = steps.shot(page, "recording")
+        docs["capture-4-recording"] = steps.shot(page, "recording")
         import os
 
         if os.environ.get("E2E_DEBUG"):
@@ -641,17 +653,27 @@ def test_framing_camera_help_and_the_way_forward(
                 )
                 page.wait_for_timeout(500)
         page.wait_for_selector("#cue-now:not([hidden])", timeout=CAPTURE_TIMEOUT_MS)
-        docs["06-blink-now"] = steps.shot(page, "blink-now")
-        page.wait_for_selector("#s-camera[data-phase='checking']", timeout=CAPTURE_TIMEOUT_MS)
-        docs["07-checking"] = steps.shot(page, "checking")
+        docs["capture-5-blink-now"] = steps.shot(page, "blink-now")
+        # A slow network from here on, so that the "checking" screen stays long enough to be
+        # photographed (the verdict itself comes within a second).
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.send(
+            "Network.emulateNetworkConditions",
+            {"offline": False, "latency": 2500, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
+        page.wait_for_selector(
+            "#s-camera[data-phase='checking']", state="attached", timeout=CAPTURE_TIMEOUT_MS
+        )
+        docs["capture-6-checking"] = steps.shot(page, "checking")
         page.wait_for_selector("#s-result:not([hidden])", timeout=CAPTURE_TIMEOUT_MS)
         assert page.inner_text("#h-result") == "Let us try once more"
         assert page.get_attribute("#result-text", "data-reason") != "unknown"
-        docs["08-result-again"] = steps.shot(page, "result-again")
+        docs["capture-7-try-again"] = steps.shot(page, "result-again")
         page.click("#lang-switch")
         page.wait_for_selector("html[lang='zh-CN']")
         assert page.inner_text("#h-result") == "我们再试一次"
-        docs["08-result-again-zh"] = steps.shot(page, "result-again-zh")
+        docs["capture-7-try-again-zh"] = steps.shot(page, "result-again-zh")
         page.click("#lang-switch")
         page.wait_for_selector("html[lang='en']")
 
@@ -667,7 +689,7 @@ def test_framing_camera_help_and_the_way_forward(
         assert denied.inner_text("#camera-msg") == "The camera could not be opened."
         assert "Open in browser" in denied.inner_text("#camera-help")
         assert denied.is_visible("#camera-retry") and denied.is_hidden("#start")
-        docs["03b-camera-denied"] = steps.shot(denied, "camera-denied")
+        docs["capture-2-camera-denied"] = steps.shot(denied, "camera-denied")
         other.close()
 
         # --- no tries left: the way forward (back to the city app, the 12333 line) -----------
@@ -681,7 +703,7 @@ def test_framing_camera_help_and_the_way_forward(
         page.wait_for_selector("#s-result:not([hidden]) #result-way:not([hidden])")
         assert page.is_hidden("#result-retry")
         assert "12333" in page.inner_text("#result-way")
-        docs["09-result-no-tries"] = steps.shot(page, "result-no-tries")
+        docs["capture-8-no-tries"] = steps.shot(page, "result-no-tries")
         assert csp_errors == []
         browser.close()
 

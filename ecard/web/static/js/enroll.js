@@ -677,7 +677,7 @@
     txt.className = "msg warn";
     txt.setAttribute("data-reason", r.code);
     next.textContent = r.final ? "" : t("enroll.result_retry_hint");
-    tries.textContent = r.final ? t("enroll.tries_none")
+    tries.textContent = r.final ? (r.code === "enrollment_locked" ? "" : t("enroll.tries_none"))
       : (typeof attemptsLeft === "number" ? (attemptsLeft === 1 ? t("enroll.tries_one") : t("enroll.tries_left", { n: attemptsLeft })) : "");
     document.getElementById("result-next").hidden = true;
     document.getElementById("result-retry").hidden = r.final;
