@@ -23,11 +23,9 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from ecard.capture import CaptureLimits, Captures, LiveAnalysers, read_timestamps
 from ecard.cards import Enrollments
 from ecard.errors import (
-    EcardError,
     InvalidFieldError,
     MissingFieldError,
     NotFoundError,
-    NotReadyError,
     TooManyFramesError,
     UnsupportedMediaTypeError,
 )
@@ -35,7 +33,7 @@ from ecard.web import metrics
 from ecard.web.http import bearer, optional_json_body, services
 
 if TYPE_CHECKING:
-    from ecard.liveness.pad import PadModels
+    pass
 
 bp = Blueprint("capture", __name__, url_prefix="/api/v1/enrollments")
 
@@ -70,26 +68,10 @@ def _captures(*, models: bool) -> Captures:
         max_batch_bytes=web.max_body_bytes,
     )
     if models:
-        analysers = LiveAnalysers(svc.require_models(), pad=_pad_models())
+        analysers = LiveAnalysers(svc.require_models(), pad=svc.require_pad())
     else:
         analysers = LiveAnalysers(svc.models)
     return Captures(svc.store, analysers, limits)
-
-
-def _pad_models() -> PadModels:
-    """The presentation-attack models of this process, loaded on first use (503 when they are
-    missing or altered: the capture is never judged without them)."""
-    from ecard.liveness.pad import PadModels
-
-    pad = current_app.extensions.get("ecard_pad")
-    if pad is None:
-        pad = current_app.extensions.setdefault("ecard_pad", PadModels())
-    if not pad.ready:
-        try:
-            pad.load()
-        except EcardError as exc:
-            raise NotReadyError("The presentation-attack models are not loaded.") from exc
-    return pad
 
 
 def _capture_id(capture_id: str) -> str:

@@ -158,6 +158,7 @@ def liveness(enrollment_id: str) -> Response:
     enr.ensure_state(enrollment_id, "challenged")
     upload = read_upload(svc.web)
     models = svc.require_models()
+    pad = svc.require_pad()
     from ecard.faces.match import FaceTemplate, match_template
     from ecard.liveness import Challenge, MediaLimits, analyze_frames, analyze_video
 
@@ -172,13 +173,15 @@ def liveness(enrollment_id: str) -> Response:
         max_height=web.max_frame_side,
     )
     if upload.video is not None:
-        result = analyze_video(upload.video, models=models, challenge=challenge, limits=limits)
+        result = analyze_video(
+            upload.video, models=models, challenge=challenge, limits=limits, pad=pad
+        )
     else:
         frames = [(data, float(t)) for data, t in upload.frames]
-        result = analyze_frames(frames, models=models, challenge=challenge, limits=limits)
+        result = analyze_frames(frames, models=models, challenge=challenge, limits=limits, pad=pad)
     del upload  # frames are dropped as soon as they are analysed
     template = FaceTemplate.from_bytes(ticket.template)
-    encodings = [s.encoding for s in result.samples]
+    encodings = [s.encoding for s in result.best_samples(3)]
     matched = match_template(template, encodings) if encodings else None
     is_match = bool(matched.match) if matched is not None else False
     reason = result.reason if not result.live else (None if is_match else "no_match")

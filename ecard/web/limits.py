@@ -26,10 +26,23 @@ CHANNEL_ROUTES = frozenset(
 )
 #: Routes that check a PIN or run liveness: a tight per-IP limit on top of the default.
 SENSITIVE_ROUTES = frozenset(
-    {"enroll.liveness", "enroll.set_pin", "cards.qr", "cards.suspend", "cards.login"}
+    {
+        "enroll.liveness",
+        "enroll.set_pin",
+        "cards.qr",
+        "cards.suspend",
+        "cards.login",
+        "capture.start",
+        "capture.finish",
+    }
 )
-#: Never limited (probes and scrapers).
-EXEMPT_ROUTES = frozenset({"health.healthz", "health.readyz", "meta.metrics_endpoint"})
+#: Never limited: probes and scrapers, and the live capture's frame batches (a capture sends
+#: about 150 a minute, so a per-IP limit would stop two people behind one NAT; their cost is
+#: bounded by the capture itself: one running capture per enrollment, a frame and duration cap
+#: per capture, an enrollment token from a channel, and 3 attempts).
+EXEMPT_ROUTES = frozenset(
+    {"health.healthz", "health.readyz", "meta.metrics_endpoint", "capture.frames"}
+)
 
 
 def client_ip() -> str:
