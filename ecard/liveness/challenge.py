@@ -73,9 +73,9 @@ CueAction = Literal["blink"]
 FIRST_DUE_MS = (1500, 2500)
 #: time between two cues' due times, at the least / most (ms); the least leaves the previous
 #: window (``window_ms``) closed before the next cue can be revealed, plus a batch of latency
-GAP_MS = (1700, 2100)
+GAP_MS = (1900, 2500)
 #: how many cues a live challenge has, at the least / most (both 5: 4 cues are too weak against
-#: a replayed fast blinker, 6 make the capture longer than 12 s; see docs/challenge.md)
+#: a replayed fast blinker, 6 make the capture longer; see docs/challenge.md)
 CUES = (5, 5)
 
 
