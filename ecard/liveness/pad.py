@@ -2,22 +2,26 @@
 
 Per sampled frame (about every 300 ms) :func:`frame_features` measures cheap, independent cues
 of the *medium* the face is shown on; per clip :func:`judge_medium` fuses them into a
-:class:`PadVerdict`. The cues (docs/pad.md gives the method and the calibration):
+:class:`PadVerdict`. docs/pad.md gives the method, the calibration and the figures.
+
+Fused cues (each gives an attack evidence of 0..1, see :func:`frame_evidence`):
 
 * ``fas``: the MiniFASNet passive anti-spoofing CNNs (Silent-Face-Anti-Spoofing, Apache-2.0,
   shipped as ONNX in ``pad_models/`` and checked by SHA-256 against ``models/manifest.json``):
-  mean probability of "real" of the 2.7x and 4.0x context crops. Trusted less on small faces.
-* ``bezel``: long straight edges that enclose the face on three or four sides (the border of a
-  phone, tablet, monitor or photo), measured on a copy scaled to the face's size.
-* ``moire``: isolated peaks in the spectrum of the face (the camera resampling the screen's
-  pixel grid), in units of the spectrum's own robust spread; JPEG block frequencies excluded.
-* ``glare``: share of the face that is specular (bright, colourless) in large patches.
-* ``black``/``range``/``chroma``: dynamic range and colour statistics (YCbCr): a screen or a
-  print cannot show deep blacks and has a compressed, cast colour gamut (after Boulkenafet et
-  al. 2015, without their learned classifier).
-* ``planar`` (per clip, from the landmark series): how well one homography explains the motion
-  of the landmarks between sampled frames, relative to how much the face moved; a flat picture
-  moves like a plane, a head does not.
+  mean probability of "real" of the 2.7x and 4.0x context crops, trusted in proportion to how
+  much of that context the frame holds (``fas_fit``: not at all for a face crop that fills the
+  frame). Its attack classes give the species (index 0 print, index 2 screen).
+* ``bezel``: long straight edges that close the face in on three or four sides (the border of a
+  phone, tablet, monitor or photo), measured on a copy scaled so the face is 40 px wide.
+* ``moire`` (clip level): isolated peaks in the spectrum of the face (the camera resampling a
+  screen's pixel grid), in units of the spectrum's own spread per frequency ring, JPEG block
+  frequencies excluded; the clip's median, since a grid aliases in every frame while a face's
+  own texture makes a peak in some frames only.
+
+Measured and reported but not fused (no shared evidence separates them from live faces yet):
+``glare`` (specular share of the face), ``range``/``black``/``luma`` (dynamic range of the
+face's luma) and ``cr``/``cb``/``chroma_sd`` (YCbCr colour statistics, after Boulkenafet et al.
+2015, without their learned classifier).
 
 OpenCV is imported inside the functions; nothing is loaded at import time.
 """
@@ -394,8 +398,8 @@ def judge_medium(
     :data:`CLIP_SHARE` of the frames are attack-like, or :data:`CLIP_RUN` consecutive ones are
     (a replay that shows its bezel for its first second and then fills the frame). Species:
     MiniFASNet's attack classes (0 = print, 2 = screen) summed over the attack-like frames,
-    with a bezel counting for a screen. ``landmarks`` (the series of the sampled frames) is
-    reserved for the planar-motion cue.
+    with a bezel and moire counting for a screen. ``landmarks`` (the series of the sampled
+    frames) is accepted for a planar-motion cue and not used yet.
     """
     clip: dict[str, float] = {}
     moire = _median(features, "moire")
