@@ -10,7 +10,8 @@ For each clip and condition it prints the dips counted as blinks, how many are j
 and each measure's margin to its threshold (positive = on the passing side). Nothing is written
 to disk; landmarks are computed once per clip and condition.
 
-Run: ``.venv/bin/python -m bench.bench_authenticity`` (``--quick`` skips the generated prints).
+Run: ``.venv/bin/python -m bench.bench_authenticity`` (``--quick`` skips the generated prints,
+``--sources N`` prints N photos, default 12, evenly spread over the shared stills and frames).
 """
 
 from __future__ import annotations
@@ -243,6 +244,7 @@ def _line(label: str, pairs: list[tuple[object, object]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     quick = "--quick" in args
+    count = int(args[args.index("--sources") + 1]) if "--sources" in args else 12
     if not BLINK.is_dir():
         print(f"needs ../shared/data ({BLINK} is absent)")
         return 0
@@ -281,9 +283,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.attacks.prints import SPECIES, print_attack, sources
 
         print("== generated prints (bench/attacks/prints.py)")
-        for k, src in enumerate(sources(DATA, models)):
+        found = sources(DATA, models)
+        step = max(1, len(found) // count)
+        for k, src in enumerate(found[::step][:count]):
             for j, species in enumerate(SPECIES):
-                frames = print_attack(src.bgr, src.box, species, seed=100 * k + j, eye_y=src.eye_y)
+                frames = print_attack(
+                    src.bgr, src.box, species, seed=100 * k + j + 7, eye_y=src.eye_y
+                )
                 for cond in ("service", "page"):
                     pairs = judged(
                         track(frames if cond == "service" else page_frames(frames), models)

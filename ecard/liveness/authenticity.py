@@ -135,6 +135,9 @@ class BlinkEvidence:
     brow_motion: float = math.nan
     dark_drop: float = math.nan
     brow_change: float = math.nan
+    shortening: float = math.nan
+    shortening_limit: float = math.nan
+    brow_drop: float = math.nan
 
 
 #: open frames are looked for this far (ms) before a dip's start and after its end ...
@@ -152,6 +155,18 @@ MIN_APPEARANCE = 1.5
 MAX_RIGIDITY = 0.05
 #: lid gap over nose length must fall at least this fraction of the openness dip
 MIN_GAP_SHARE = 0.6
+#: the face's vertical scale (nose length over eye distance, a rigid ratio of the head) may
+#: shrink at most this much at the deepest frame: a sheet folded or tilted shortens the face
+MAX_SHORTENING = 0.03
+#: ... or this many robust standard deviations of its wander among the open frames around it
+SHORTENING_K = 3.0
+#: the brows may come down towards the eye corners at most this share of their height (dlib's
+#: brows rise a little when the lids close; a folded sheet brings them down)
+MAX_BROW_DROP = 0.1
+#: closing lids cover the dark iris with lid skin: the eye's darkest central cells may get
+#: darker than when open by at most this much (in units of the open eye's contrast); a sheet
+#: folded under the eyes squashes the dark brow into the eye's grid instead
+MIN_DARK_DROP = -0.4
 #: the open-open change is never taken as smaller than this (in units of the eye's contrast)
 CHANGE_FLOOR = 0.15
 
@@ -184,6 +199,20 @@ def _similarity(src: Floats, dst: Floats) -> Floats:
     var = float((a**2).sum() / len(src))
     scale = float(np.trace(np.diag(d) @ s)) / var if var > 0 else 1.0
     return np.asarray(scale * a @ rot.T + md, dtype=np.float64)
+
+
+def _vertical(points: Floats) -> tuple[float, float]:
+    """(nose length, brow height above the eye corners), both over the eye distance."""
+    iod = max(_eye_distance(points), 1e-6)
+    heights = []
+    for (a, b), brow in (((36, 39), (18, 19, 20)), ((42, 45), (23, 24, 25))):
+        axis = points[b] - points[a]
+        u = axis / max(float(np.hypot(axis[0], axis[1])), 1e-6)
+        down = np.array([-u[1], u[0]])
+        mid = (points[a] + points[b]) / 2.0
+        heights.append(-float(np.mean([(points[k] - mid) @ down for k in brow])))
+    nose = float(np.linalg.norm(points[33] - points[27]))
+    return nose / iod, float(np.mean(heights)) / iod
 
 
 def _eye_distance(points: Floats) -> float:
@@ -287,9 +316,15 @@ def _darkness(grid: Floats) -> float:
 
 
 def _open_sides(
-    t: Floats, valid: npt.NDArray[np.bool_], openness: Floats, event: BlinkEvent, deep: int
+    t: Floats,
+    valid: npt.NDArray[np.bool_],
+    openness: Floats,
+    event: BlinkEvent,
+    deep: int,
+    limit: int | None = SIDE_FRAMES,
 ) -> list[list[int]]:
-    """The open frames before and after the dip (nearest first); a side may be empty."""
+    """The open frames before and after the dip (nearest first, at most ``limit`` a side);
+    a side may be empty."""
     near = [
         [k for k in range(event.start - 1, -1, -1) if t[event.start] - t[k] <= SIDE_MS],
         [k for k in range(event.end + 1, len(t)) if t[k] - t[event.end] <= SIDE_MS],
@@ -300,7 +335,7 @@ def _open_sides(
         return [[], []]
     top = float(np.max(openness[pool]))
     level = top - OPEN_SHARE * (top - float(openness[deep]))
-    return [[k for k in side if openness[k] >= level][:SIDE_FRAMES] for side in near]
+    return [[k for k in side if openness[k] >= level][:limit] for side in near]
 
 
 def _evidence(reason: str, deep: int = -1, **known: float) -> BlinkEvidence:
@@ -344,6 +379,16 @@ def judge_blink(
     refs = [_mean_shape([pts[k] for k in s]) for s in sides if s]
     rigidity = min(_shape_change(pts[deep], r) for r in refs)
     brow_motion = min(_brow_motion(pts[deep], r) for r in refs)
+    vertical_open = np.median([_vertical(pts[k]) for k in opened], axis=0)
+    vertical_deep = _vertical(pts[deep])
+    shortening = 1.0 - vertical_deep[0] / float(vertical_open[0])
+    # how much the nose ratio wanders among all the open frames around the dip (landmark noise
+    # of this face and camera): a shortening within 3 robust deviations of it is not evidence
+    pool = [k for side in _open_sides(t, valid, openness, event, deep, None) for k in side]
+    ratios = np.array([_vertical(pts[k])[0] for k in pool]) / float(vertical_open[0])
+    wander = 1.4826 * float(np.median(np.abs(ratios - np.median(ratios)))) if len(pool) > 2 else 0.0
+    shortening_limit = max(MAX_SHORTENING, SHORTENING_K * wander)
+    brow_drop = 1.0 - vertical_deep[1] / float(vertical_open[1])
     gap_open = float(np.median([_lid_gap(pts[k]) for k in opened]))
     gap_depth = 1.0 - _lid_gap(pts[deep]) / gap_open if gap_open > 0 else math.nan
 
@@ -384,6 +429,12 @@ def judge_blink(
         reason = "face_not_rigid"
     elif not gap_depth >= MIN_GAP_SHARE * event.depth:
         reason = "gap_not_closed"
+    elif not dark_drop >= MIN_DARK_DROP:
+        reason = "eye_darkened"
+    elif not shortening <= shortening_limit:
+        reason = "face_shortened"
+    elif not brow_drop <= MAX_BROW_DROP:
+        reason = "brows_dropped"
     return BlinkEvidence(
         authentic=reason is None,
         rigidity=rigidity,
@@ -396,4 +447,7 @@ def judge_blink(
         brow_motion=brow_motion,
         dark_drop=dark_drop,
         brow_change=brow_change,
+        shortening=shortening,
+        shortening_limit=shortening_limit,
+        brow_drop=brow_drop,
     )
