@@ -490,7 +490,8 @@ def turn_figures(
                 both += judge_live(part.challenge, part.shown_ms, events, part.span_ms).met
         worst = max(worst, (both, clip.name))
         print(f"replay {clip.name:37} {pct(turns, n):>30}  {pct(both, n):>30}")
-    print(f"{'worst replay: ' + worst[1]:44} {'':30}  {pct(worst[0], n):>30}")
+    label = "worst replay: " + (worst[1] if worst[0] else "none passes")
+    print(f"{label:44} {'':30}  {pct(worst[0], n):>30}")
     # a restless head: turns to a random side at 20/min, any one enough (an upper bound for a
     # recording that moves a lot), with a Poisson blinker's blink part
     p_turn = 1 - math.exp(-20 / 60_000 * (TURN_WINDOW_MS[1] - TURN_WINDOW_MS[0]) / 2)
