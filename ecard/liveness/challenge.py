@@ -1,7 +1,13 @@
 """The blink challenge: a required count and, optionally, cued moments that blinks must follow.
 
-The service picks the count and cue times at random when the capture starts and shows the cues on
-the page; a recording made earlier blinks at other moments, so replaying it fails the check.
+Two modes. The one-shot upload (``Challenge``, ``challenge_met``; ``ECARD_LIVENESS_CHALLENGE=N``)
+asks for a count and optionally cue times handed to the page up front. The live capture protocol
+(docs/liveness-protocol.md) keeps a secret plan on the server (``plan_live_challenge``), reveals
+each cue only when it is due (``cue_status``, once per batch) and judges the answers against the
+times the cues were shown (``judge_live``): a blink answers a cue only if it starts after the
+cue was shown, and a capture whose blinks hit the windows no more often than its own blink rate
+explains is refused. Parameters and their measured strength: docs/challenge.md
+(``bench/bench_challenge.py``).
 """
 
 from __future__ import annotations
@@ -99,7 +105,8 @@ class LiveChallenge:
     * ``min_reaction_ms`` 250: nobody reacts faster; frames already sent when the cue went out
       precede ``shown``, so they can never answer it.
     * ``window_ms`` 1400: a reaction of up to 1.2 s (an older person on a phone) plus the time
-      the reveal takes to reach the screen.
+      the reveal takes to reach the screen. 1300 fails people whose screen shows the cue late;
+      1500 lets more replays through (docs/challenge.md).
     * ``tail_ms`` 300: the capture goes on this long after the last window closes, so a blink
       that started late in the window is seen whole.
     * ``alpha`` 0.05: the challenge is met only if the chance that blinks unrelated to the cues
@@ -159,7 +166,7 @@ def _action(name: object) -> CueAction:
 
 
 def plan_live_challenge(rng: random.Random | secrets.SystemRandom) -> LiveChallenge:
-    """A secret plan: :data:`CUES` cues (random count), the first due at a random time in
+    """A secret plan: a count of cues drawn from :data:`CUES`, the first due at a random time in
     :data:`FIRST_DUE_MS`, then random gaps in :data:`GAP_MS` (ms). Use
     ``secrets.SystemRandom()`` in the service, a seeded ``random.Random`` in tests."""
     count = rng.randint(*CUES)
@@ -191,6 +198,7 @@ class CueVerdict:
     chance: float
 
     def to_dict(self) -> dict[str, object]:
+        """JSON-able summary (``asked`` / ``answered`` counts rather than the tuple)."""
         return {
             "met": self.met,
             "reason": self.reason,
