@@ -157,9 +157,9 @@ MAX_RIGIDITY = 0.05
 MIN_GAP_SHARE = 0.6
 #: the face's vertical scale (nose length over eye distance, a rigid ratio of the head) may
 #: shrink at most this much at the deepest frame: a sheet folded or tilted shortens the face
-MAX_SHORTENING = 0.03
+MAX_SHORTENING = 0.04
 #: ... or this many robust standard deviations of its wander among the open frames around it
-SHORTENING_K = 3.0
+SHORTENING_K = 3.5
 #: the brows may come down towards the eye corners at most this share of their height (dlib's
 #: brows rise a little when the lids close; a folded sheet brings them down)
 MAX_BROW_DROP = 0.1
