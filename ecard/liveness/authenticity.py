@@ -153,8 +153,10 @@ NON_EYE = np.r_[0:36, 48:68]
 MIN_APPEARANCE = 1.5
 #: a blink's non-eye landmarks move at most this much (median, in eye distances)
 MAX_RIGIDITY = 0.05
-#: lid gap over nose length must fall at least this fraction of the openness dip
+#: lid gap over nose length must fall at least this fraction of the openness dip ...
 MIN_GAP_SHARE = 0.6
+#: ... and at most this multiple of it (more means the brows came down onto the eyes too)
+MAX_GAP_SHARE = 1.2
 #: the face's vertical scale (nose length over eye distance, a rigid ratio of the head) may
 #: shrink at most this much at the deepest frame: a sheet folded or tilted shortens the face
 MAX_SHORTENING = 0.04
@@ -163,10 +165,11 @@ SHORTENING_K = 3.5
 #: the brows may come down towards the eye corners at most this share of their height (dlib's
 #: brows rise a little when the lids close; a folded sheet brings them down)
 MAX_BROW_DROP = 0.1
-#: closing lids cover the dark iris with lid skin: the eye's darkest central cells may get
-#: darker than when open by at most this much (in units of the open eye's contrast); a sheet
-#: folded under the eyes squashes the dark brow into the eye's grid instead
-MIN_DARK_DROP = -0.4
+#: closing lids cover the dark iris with lid skin: the eye's darkest central cells must not get
+#: darker than when open (in units of the open eye's contrast). An open eye under flickering
+#: landmarks keeps its dark iris; a sheet folded under the eyes squashes the dark brow into the
+#: eye's grid and makes it darker
+MIN_DARK_DROP = 0.0
 #: the open-open change is never taken as smaller than this (in units of the eye's contrast)
 CHANGE_FLOOR = 0.15
 
@@ -429,6 +432,8 @@ def judge_blink(
         reason = "face_not_rigid"
     elif not gap_depth >= MIN_GAP_SHARE * event.depth:
         reason = "gap_not_closed"
+    elif not gap_depth <= MAX_GAP_SHARE * event.depth:
+        reason = "brows_dropped"
     elif not dark_drop >= MIN_DARK_DROP:
         reason = "eye_darkened"
     elif not shortening <= shortening_limit:
