@@ -367,7 +367,9 @@ def judge_blink(
         np.isfinite(pts.reshape(n, -1)).all(axis=1) & np.isfinite(feats).all(axis=1), dtype=bool
     )
     openness = np.full(n, np.nan)
-    for k in np.flatnonzero(valid):
+    lo = int(np.searchsorted(t, t[max(0, min(n - 1, event.start))] - SIDE_MS - 1.0, side="left"))
+    hi = int(np.searchsorted(t, t[max(0, min(n - 1, event.end))] + SIDE_MS + 1.0, side="right"))
+    for k in np.flatnonzero(valid[lo:hi]) + lo:  # only the frames the judgement looks at
         openness[k] = _openness(pts[k])
     inside = [k for k in range(max(0, event.start), min(n, event.end + 1)) if valid[k]]
     if not inside:
