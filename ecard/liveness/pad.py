@@ -209,8 +209,8 @@ def bezel_score(gray: Image, box: Box) -> float:
 def moire_score(gray: Image, box: Box | None) -> float:
     """Strongest isolated peak in the face's spectrum, in robust spreads above its ring.
 
-    The crop (``box`` of ``gray``, or all of it; :func:`frame_features` passes the inner 80 %
-    of the face box at native resolution; at most 96 px square, centred) is windowed and
+    The crop (``box`` of ``gray``, or all of it; :func:`frame_features` passes the face box
+    grown 1.2x at native resolution; at most 128 px square, centred) is windowed and
     transformed; the log magnitude minus the mean of its frequency ring, in units of the ring's
     mean absolute deviation, leaves peaks that a natural 1/f spectrum does not have. Frequencies
     below 1/8 of the band (face structure) and at JPEG's 8-pixel block harmonics are excluded.
@@ -234,7 +234,9 @@ def moire_score(gray: Image, box: Box | None) -> float:
 
 
 #: side of the square face crop the moire spectrum is taken on (at most)
-MOIRE_N = 96
+MOIRE_N = 128
+#: the moire crop is the face box grown this much (more of the grid, finer frequency bins)
+MOIRE_GROW = 1.2
 _masks: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]] = {}
 _windows: dict[int, npt.NDArray[np.float64]] = {}
 
@@ -295,11 +297,14 @@ def frame_features(
         )
         gray = np.asarray(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
         out["bezel"] = bezel_score(gray, sbox)
+    x0, y0, x1, y1 = _clip_box(box, bgr.shape, MOIRE_GROW)
+    around = bgr[y0:y1, x0:x1]
+    if around.size:
+        around_gray = np.asarray(cv2.cvtColor(around, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
+        out["moire"] = moire_score(around_gray, None)
     x0, y0, x1, y1 = _clip_box(box, bgr.shape, 0.8)
     face = bgr[y0:y1, x0:x1]
     if face.size:
-        face_gray = np.asarray(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
-        out["moire"] = moire_score(face_gray, None)
         thumb = cv2.resize(face, (32, 32), interpolation=cv2.INTER_AREA)
         ycc = cv2.cvtColor(thumb, cv2.COLOR_BGR2YCrCb).reshape(-1, 3).astype(np.float64)
         hsv = cv2.cvtColor(thumb, cv2.COLOR_BGR2HSV).reshape(-1, 3).astype(np.float64)
@@ -354,8 +359,8 @@ BEZEL_OPEN = 2.0
 BEZEL_SURE = 3.0
 #: moire evidence, from the clip's median peak score (a screen's grid aliases in every frame;
 #: a face's own texture makes a peak in some frames only): 0 at MOIRE_OPEN, 1 at MOIRE_SURE
-MOIRE_OPEN = 3.8
-MOIRE_SURE = 4.6
+MOIRE_OPEN = 3.7
+MOIRE_SURE = 4.3
 #: the moire median needs at least this many sampled frames
 MOIRE_MIN_FRAMES = 3
 
