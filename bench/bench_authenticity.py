@@ -297,9 +297,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     attacks.setdefault(species, {}).setdefault(cond, Tally()).add(pairs)
                     if pairs:
                         print(_line(f"{species} {src.name[:36]} {cond}", pairs))
+    from ecard.liveness import authenticity as au
+
     print(
         f"== summary (thresholds: appearance >= {MIN_APPEARANCE:.2f}, rigidity <= "
-        f"{MAX_RIGIDITY:.3f}, gap share >= {MIN_GAP_SHARE:.2f})"
+        f"{MAX_RIGIDITY:.3f}, gap share {MIN_GAP_SHARE:.2f}..{au.MAX_GAP_SHARE:.2f}, dark drop >= "
+        f"{au.MIN_DARK_DROP:.2f}, shortening <= max({au.MAX_SHORTENING:.2f}, "
+        f"{au.SHORTENING_K:.1f} x wander), brow drop <= {au.MAX_BROW_DROP:.2f})"
     )
     for cond in ("service", "page"):
         r = real[cond]
