@@ -142,8 +142,13 @@ LIVE_CLIP_BLINKS = ((10, 13), (40, 43), (82, 85), (111, 113))
 LIVE_CLIP_USABLE = 134  # frames 0..133: nothing but these four blinks
 #: Frames kept between open eyes and a blink, so that hovering never touches a half-closed lid.
 MARGIN = 3
+#: Each frame of a blink is shown this many times: a deliberate blink of ~0.5 s (people asked
+#: to blink, older people above all, close their eyes longer than the clip's quick ~0.17 s).
+SLOW = 1
 #: How far the walk sways while it waits for a cue (source frames, one a step).
 HOVER = 5
+#: How far ahead of the played frame a blink rewrites the file (s).
+REWRITE_S = 12.0
 #: Bits of the frame-index marker in the picture's top rows (see ``CooperativeCamera``).
 MARKER_BITS = 12
 MARKER_BLOCK = 16
@@ -165,7 +170,9 @@ class CooperativeCamera:
     portrait picture), but a test can read them from the ``<video>`` (``READ_MARKER_JS``).
     """
 
-    def __init__(self, src: Path, dst: Path, *, seconds: float, max_side: int = 480) -> None:
+    def __init__(
+        self, src: Path, dst: Path, *, seconds: float, max_side: int = 480, bounce: bool = True
+    ) -> None:
         import cv2
 
         cap = cv2.VideoCapture(str(src))
@@ -197,6 +204,7 @@ class CooperativeCamera:
         self.frame_bytes = len(b"FRAME\n") + len(self.planes[0])
         self.frames = round(seconds * self.fps)
         self.region = 1  # between blink 0 and blink 1
+        self.bounce = bounce
         self.blinks_at: list[int] = []
         self.path = self._hover_path(self._entry()[0] - 2, self.frames)
         with dst.open("wb") as out:
@@ -265,14 +273,31 @@ class CooperativeCamera:
             if forward
             else list(range(entry - 1, a - 2 - MARGIN, -1))
         )
-        self.region += 1 if forward else -1
+        # The closing, closed and opening frames each SLOW times: still seen when a busy
+        # browser drops a camera frame or two.
+        crossing = (
+            crossing[:MARGIN]
+            + [f for f in crossing[MARGIN:-MARGIN] for _ in range(SLOW)]
+            + (crossing[-MARGIN:])
+        )
+        if self.bounce:
+            # Into the blink and back out the same side: the eyes close as in the clip and
+            # open along the same frames, so every cue can use the same (forward) blink.
+            deepest = (a + b + 1) // 2 if forward else (a + b) // 2
+            into = [f for f in crossing if (f <= deepest if forward else f >= deepest)]
+            crossing = into + into[-2::-1]
+        else:
+            self.region += 1 if forward else -1
         tail = self._hover_path(crossing[-1], self.frames)
         new = (walk + crossing + tail)[: self.frames - start]
         self.path[start:] = new
         self.blinks_at.append(closed_at)
+        # Only the next REWRITE_S are written now (quick); the next blink rewrites again, and a
+        # capture ends well within that after its last cue.
+        stop = min(self.frames, start + round(REWRITE_S * self.fps))
         with self.dst.open("r+b") as out:
             out.seek(len(self.header) + start * self.frame_bytes)
-            out.write(b"".join(self._frame(k) for k in range(start, self.frames)))
+            out.write(b"".join(self._frame(k) for k in range(start, stop)))
         return closed_at
 
 

@@ -342,7 +342,7 @@
   /** Average upload the page aims at (bytes per second): ~480 kbit/s, well under a weak 3G
    * uplink's 750 kbit/s, so batches never queue up. JPEG quality follows it, within bounds. */
   var TARGET_BPS = 60000;
-  var Q_START = 0.65, Q_MIN = 0.4, Q_MAX = 0.75;
+  var Q_START = 0.6, Q_MIN = 0.4, Q_MAX = 0.7;
   var CUE_MIN_MS = 900, CUE_MAX_MS = 1800;
   /** After a cue, the frames of this long (ms) are the ones the answer is seen in. */
   var CUE_WINDOW_MS = 1700;
@@ -477,14 +477,16 @@
         cap.bytes += size;
         cap.sentFrames += batch.length;
         cap.retries = 0;
-        adaptQuality(cap, size / batch.length);
+        // Behind (more than a batch and a half waits): smaller frames until the link keeps up.
+        var waiting = cap.frames.length, perBatch = cap.cfg.fps * cap.cfg.batch_ms / 1000;
+        adaptQuality(cap, waiting > 1.5 * perBatch ? Infinity : size / batch.length, waiting <= perBatch);
         if (res.ok) onAnswer(cap, res.body);
       } else if (res.status === 0 && cap.retries < 3) {
         cap.retries += 1;          // a network hiccup: the same batch again, same seq
         cap.frames = batch.concat(cap.frames);
       } else if (res.status === 422 && code === "frames_too_late") {
         // The connection fell behind: these frames are too old to count. Drop them, go on.
-        adaptQuality(cap, 1e9);
+        adaptQuality(cap, Infinity, false);
       } else if (code === "capture_too_long" || code === "too_many_frames" || code === "capture_finished") {
         stopRecording(cap, "done");  // the server has all it takes: ask for the verdict
         cap.frames = [];
@@ -497,13 +499,14 @@
     });
   }
 
-  /** Keep the average upload near TARGET_BPS: JPEG quality first, then the frame size. */
-  function adaptQuality(cap, perFrame) {
+  /** Keep the average upload near TARGET_BPS and the batches flowing: JPEG quality first,
+   * then the frame size; back up only while the link keeps up (`keepingUp`). */
+  function adaptQuality(cap, perFrame, keepingUp) {
     var target = TARGET_BPS / cap.cfg.fps;
-    if (perFrame > target * 1.15) {
-      if (cap.quality > Q_MIN + 0.001) cap.quality = Math.max(Q_MIN, cap.quality - 0.07);
+    if (perFrame > target * 1.1) {
+      if (cap.quality > Q_MIN + 0.001) cap.quality = Math.max(Q_MIN, cap.quality - 0.08);
       else if (cap.side > SIDE_MIN) cap.side = Math.max(SIDE_MIN, cap.side - SIDE_STEP);
-    } else if (perFrame < target * 0.7) {
+    } else if (perFrame < target * 0.7 && keepingUp) {
       if (cap.side < Math.min(DEFAULTS.max_side, cap.cfg.max_side)) cap.side += SIDE_STEP;
       else cap.quality = Math.min(Q_MAX, cap.quality + 0.04);
     }
@@ -580,7 +583,7 @@
       capture = null;
       var stats = {
         ended: cap.endedAt, bytes: cap.bytes, frames: cap.sentFrames, batches: cap.batches,
-        lastT: cap.lastT, thinned: cap.thinned
+        lastT: cap.lastT, thinned: cap.thinned, grabbed: cap.n, quality: cap.quality, side: cap.side
       };
       if (typeof res.body.attempts_left === "number") attemptsLeft = res.body.attempts_left;
       if (res.ok) showResult(res.body, stats);
@@ -621,6 +624,8 @@
     resultScreen.setAttribute("data-batches", String(stats.batches));
     resultScreen.setAttribute("data-duration-ms", String(stats.lastT));
     resultScreen.setAttribute("data-thinned", String(stats.thinned));
+    resultScreen.setAttribute("data-grabbed", String(stats.grabbed));
+    resultScreen.setAttribute("data-jpeg", stats.side + " px, q " + stats.quality.toFixed(2));
   }
 
   function showResult(body, stats) {
