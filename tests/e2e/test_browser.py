@@ -2,11 +2,14 @@
 a real clip (../shared/data/blink) through Chromium's ``--use-file-for-fake-video-capture``.
 
 The page uses the live capture protocol (docs/liveness-protocol.md): frames stream in batches
-while the server reveals each cue when it is due. The fake camera cannot react to a cue, so the
-enrollment test runs the server with the test-only ``ECARD_LIVENESS_SEED`` and plays a clip
-made of the live clip's own frames whose real blinks come right after each (known) cue.
+while the server reveals each cue when it is due. The fake camera cannot see a cue, so the
+enrollment test plays the part of the person: the camera's file is made of the live clip's own
+frames, and when the page gets a new cue the test rewrites the file just ahead of the frame
+being played so that one of the clip's real blinks follows 0.5 s later (media.CooperativeCamera;
+Chromium reads each frame of the file when it plays it). The server runs with the test-only
+``ECARD_LIVENESS_SEED``, so every run asks the same five cues.
 
-Test 1: that clip over an emulated 750 kbit/s uplink (bytes per try and the time from the end of
+Test 1: that camera over an emulated 750 kbit/s uplink (bytes per try and the time from the end of
 the capture to the verdict on screen are printed and bounded), enrollment to an issued card,
 its QR read at the desk from a screenshot, the same QR refused as replayed, a code typed by a
 handheld scanner, a code shown to the desk camera (a second Chromium whose fake camera plays the
@@ -649,6 +652,12 @@ def test_framing_camera_help_and_the_way_forward(
         _wait_framed(page)
         assert page.inner_text("#tries-left") == "You can try 3 times."
         docs["capture-3-framed"] = steps.shot(page, "camera-good")
+        page.click("#large-text")  # large text: still no sideways scrolling at 360 px
+        page.wait_for_selector("html.large")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        steps.shot(page, "camera-good-large", full=False)
+        page.click("#large-text")
+        page.wait_for_selector("html:not(.large)")
         page.click("#start")
         page.wait_for_selector("#s-camera[data-phase='recording']")
         page.wait_for_timeout(600)

@@ -262,6 +262,10 @@
     var good = v === "ok" || v === "unchecked";
     oval.className = "oval " + (good ? "good" : "bad");
     instruction.setAttribute("data-verdict", v);
+    if (good && startBtn.disabled) {
+      // Large text on a small phone: bring Start into view the moment it can be pressed.
+      try { startBtn.scrollIntoView({ block: "nearest", behavior: "smooth" }); } catch (e) { /* old browser */ }
+    }
     startBtn.disabled = !good;
     // Speak a change once it has held for two checks (not every flicker), at most every 4 s.
     var now = performance.now();
