@@ -211,7 +211,7 @@ def whole_check(models: object, runs: int = 7) -> None:
     reg = statistics.median(registrations)
     print(
         f"whole check, 5 s / 150 frames at 640x360 ({result.blinks} blinks, "
-        f"{result.encodings} descriptors, match {verdict.match}): analyze_video + match_template "
+        f"{result.descriptors} descriptors, match {verdict.match}): analyze_video + match_template "
         f"median {check:.3f} s CPU (min {min(checks):.3f}, max {max(checks):.3f}, {runs} runs; "
         f"target <= 0.6 s); with the ID photo encoded in the same check "
         f"(template_from_photo, done once at registration in the service) {check + reg:.3f} s; "
@@ -348,7 +348,7 @@ def live_capture(models: object, runs: int = 5, batch_ms: float = 400.0) -> None
     print(
         f"live capture, 5 s at 12 fps, 320 px JPEG 65 ({len(frames)} frames, {size / 1024:.0f} kB, "
         f"{size * 8 / 5 / 1000:.0f} kbit/s; {len(batches)} batches of {batch_ms:.0f} ms; "
-        f"{result.blinks} blinks, {result.encodings} descriptors): verdict after the last batch "
+        f"{result.blinks} blinks, {result.descriptors} descriptors): verdict after the last batch "
         f"median {statistics.median(verdict_cpu) * 1e3:.0f} ms CPU, "
         f"{statistics.median(verdict_wall) * 1e3:.0f} ms wall (target <= 300 ms); per batch "
         f"median {statistics.median(per_batch) * 1e3:.0f} ms CPU, max {max(per_batch) * 1e3:.0f}; "

@@ -46,7 +46,7 @@ def photo_card(photo: Image, size: tuple[int, int] = SIZE) -> Image:
     """A registry photo (e.g. 102 x 126) scaled up to ~70 % of the frame height on grey."""
     import cv2
 
-    w, h = size
+    h = size[1]
     ph, pw = photo.shape[:2]
     scale = 0.7 * h / ph
     big = cv2.resize(photo, (round(pw * scale), round(ph * scale)), interpolation=cv2.INTER_CUBIC)
@@ -87,7 +87,7 @@ def swap(
     fps: float = 30.0,
     victim_seconds: Sequence[int] = (0, 2, 4),
 ) -> Timed:
-    """Hard cuts: the victim (a still card or frames) in ``victim_seconds``, the stranger between."""
+    """Hard cuts: the victim (a card or frames) in ``victim_seconds``, the stranger between."""
     out: Timed = []
     step = 1000.0 / fps
     t = 0.0

@@ -20,7 +20,7 @@ from ecard.errors import SeriesError
 from ecard.liveness.policy import BlinkPolicy
 
 Floats = npt.NDArray[np.float64]
-ClosureKind = Literal["blink", "long_closure", "truncated"]
+ClosureKind = Literal["blink", "long_closure", "truncated", "rejected"]
 
 #: inside a closure's core, excursions above the core level this short (ms) are crossed
 CORE_BRIDGE_MS = 90.0
@@ -33,8 +33,10 @@ class BlinkEvent:
     """One eye closure: frames ``start``..``end`` inclusive (0-based) and their times in ms.
 
     ``kind`` is ``"blink"`` for a counted blink, ``"long_closure"`` for a deliberate closure
-    longer than the policy's ``max_blink_ms``, and ``"truncated"`` for a closure cut by the
-    start or end of the clip (its duration is unknown, so it is not counted). ``depth`` is the
+    longer than the policy's ``max_blink_ms``, ``"truncated"`` for a closure cut by the
+    start or end of the clip (its duration is unknown, so it is not counted), and ``"rejected"``
+    for a blink-shaped dip that the liveness check does not count (``note`` says why: no face
+    descriptor of the same track on both sides, or not an authentic blink). ``depth`` is the
     deepest relative drop under the open-eye baseline (0.4 = 40 % less open).
     """
 
@@ -44,6 +46,7 @@ class BlinkEvent:
     end_ms: int
     kind: ClosureKind
     depth: float
+    note: str | None = None
 
     @property
     def is_blink(self) -> bool:
@@ -57,6 +60,7 @@ class BlinkEvent:
             "end_ms": self.end_ms,
             "kind": self.kind,
             "depth": round(self.depth, 3),
+            **({"note": self.note} if self.note else {}),
         }
 
 

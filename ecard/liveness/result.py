@@ -47,8 +47,8 @@ class LivenessResult:
     face_distance: float | None = None
     samples: tuple[FaceSample, ...] = field(default=(), repr=False, compare=False)
     #: face descriptors computed for identity binding, and the track segments they cover
-    encodings: int = 0
-    segments: int = 0
+    descriptors: int = 0
+    identity_parts: int = 0
 
     def best_samples(self, k: int = 3) -> tuple[FaceSample, ...]:
         """The ``k`` best-quality live descriptors (the registry match decides on these)."""
@@ -65,7 +65,7 @@ class LivenessResult:
             "duration_ms": self.duration_ms,
             "challenge_met": self.challenge_met,
             "face_distance": None if self.face_distance is None else round(self.face_distance, 3),
-            "descriptors": self.encodings,
-            "identity_parts": self.segments,
+            "descriptors": self.descriptors,
+            "identity_parts": self.identity_parts,
             "events": [e.to_dict() for e in self.events],
         }

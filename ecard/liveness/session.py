@@ -181,10 +181,10 @@ def drift_score(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float
     return float(np.mean(np.abs(a - b)))
 
 
-def _rejected(event: BlinkEvent) -> BlinkEvent:
+def _rejected(event: BlinkEvent, why: str) -> BlinkEvent:
     """A dip shaped like a blink that does not count (no identity on both sides, or not
     authentic: the face moved as a whole or the eye's look did not change)."""
-    return replace(event, kind="truncated")
+    return replace(event, kind="rejected", note=why)
 
 
 def max_pair_distance(encodings: Sequence[npt.NDArray[np.float64]]) -> float | None:
@@ -535,11 +535,13 @@ class LivenessSession:
             if not e.is_blink:
                 counted.append(e)
             elif not self._bound(e):
-                counted.append(_rejected(e))
+                counted.append(_rejected(e, "no_identity"))
             else:
                 evidence = judge_blink(self._times, marks, feats, e)
                 self.evidence[e.start] = evidence
-                counted.append(e if evidence.authentic else _rejected(e))
+                counted.append(
+                    e if evidence.authentic else _rejected(e, evidence.reason or "not_authentic")
+                )
         events = tuple(counted)
         blinks = sum(e.is_blink for e in events)
         distance = max_pair_distance([a.encoding for a in self._anchors])
@@ -570,8 +572,8 @@ class LivenessSession:
             challenge_met=met,
             face_distance=distance,
             samples=self.best_samples(),
-            encodings=len(self._anchors),
-            segments=len({self._part[a.index] for a in self._anchors}),
+            descriptors=len(self._anchors),
+            identity_parts=len({self._part[a.index] for a in self._anchors}),
         )
 
     # --- state between HTTP batches ----------------------------------------------------------
