@@ -379,8 +379,13 @@
     // Recording starts at once (frames wait on the phone until the capture is open).
     grab(cap);
     call("POST", "/capture").then(function (res) {
-      if (capture !== cap || cap.stopped) return;
-      if (!res.ok) { abortCapture(cap); showFailure(res.body.error, res.body.message, res.body); return; }
+      if (capture !== cap) return;
+      if (!res.ok) {
+        abortCapture(cap);
+        if (res.status >= 500 || res.status === 0) showFailure(res.status ? "unavailable" : "network", null, res.body);
+        else showFailure(res.body.error, res.body.message, res.body);
+        return;
+      }
       var b = res.body;
       cap.id = b.capture_id;
       ["batch_ms", "max_batch_frames", "fps", "max_side", "max_ms"].forEach(function (k) {
@@ -388,6 +393,7 @@
       });
       cap.side = Math.min(cap.side, cap.cfg.max_side);
       if (typeof b.attempts_left === "number") attemptsLeft = b.attempts_left;
+      if (cap.stopped) { waitEncoded(cap); return; }   // max_ms passed before the answer came
       var elapsed = performance.now() - cap.t0;
       cap.maxTimer = setTimeout(function () { stopRecording(cap, "max"); }, Math.max(0, cap.cfg.max_ms - elapsed));
       schedulePump(cap);
