@@ -148,7 +148,7 @@ SLOW = 1
 #: How far the walk sways while it waits for a cue (source frames, one a step).
 HOVER = 5
 #: How far ahead of the played frame a blink rewrites the file (s).
-REWRITE_S = 12.0
+REWRITE_S = 6.0
 #: Bits of the frame-index marker in the picture's top rows (see ``CooperativeCamera``).
 MARKER_BITS = 12
 MARKER_BLOCK = 16
