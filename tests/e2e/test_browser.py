@@ -65,7 +65,7 @@ CAPTURE_TIMEOUT_MS = 90_000
 #: The person starts to blink this long after the page shows "Blink now" (the server's answer
 #: window is [shown + 250, shown + 1400] ms; older people react in 0.3-1.2 s;
 #: the page's own delay in showing the cue comes on top).
-REACTION_MS = 350
+REACTION_MS = 250
 #: Length of the fake camera's file (s): lining up, two captures of up to 20 s, the results.
 CAMERA_S = 75.0
 #: Regression bounds of the figures measured at 750 kbit/s (targets: verdict <= 1 s after the
