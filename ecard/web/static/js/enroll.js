@@ -346,12 +346,12 @@
   /** Average upload the page aims at (bytes per second): ~480 kbit/s, well under a weak 3G
    * uplink's 750 kbit/s, so batches never queue up. JPEG quality follows it, within bounds. */
   var TARGET_BPS = 60000;
-  var Q_START = 0.6, Q_MIN = 0.4, Q_MAX = 0.7;
+  var Q_START = 0.6, Q_MIN = 0.5, Q_MAX = 0.7;
   var CUE_MIN_MS = 900, CUE_MAX_MS = 1800;
   /** After a cue, the frames of this long (ms) are the ones the answer is seen in. */
   var CUE_WINDOW_MS = 1700;
   /** Long side of the frames, px: the server's max_side at most, down to SIDE_MIN on a slow link. */
-  var SIDE_MIN = 256, SIDE_STEP = 32;
+  var SIDE_MIN = 288, SIDE_STEP = 32;
   var capture = null;
 
   startBtn.addEventListener("click", function () {
