@@ -104,7 +104,7 @@ class CaptureLimits:
     """
 
     batch_ms: int = 400
-    max_batch_frames: int = 10
+    max_batch_frames: int = 24
     fps: int = 12
     max_side: int = 320
     max_ms: int = 20_000

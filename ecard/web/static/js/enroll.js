@@ -342,7 +342,7 @@
   // --- 4. live capture: frames stream in small batches, the server reveals each cue ----------
 
   /** Defaults until the server's answer to "capture" says otherwise (docs/liveness-protocol.md). */
-  var DEFAULTS = { batch_ms: 400, max_batch_frames: 10, fps: 12, max_side: 320, max_ms: 20000 };
+  var DEFAULTS = { batch_ms: 400, max_batch_frames: 24, fps: 12, max_side: 320, max_ms: 20000 };
   /** Average upload the page aims at (bytes per second): ~480 kbit/s, well under a weak 3G
    * uplink's 750 kbit/s, so batches never queue up. JPEG quality follows it, within bounds. */
   var TARGET_BPS = 60000;
