@@ -68,6 +68,8 @@ CANDIDATE_BUCKET_MS = 200.0
 DRIFT_LIMIT = 0.35
 #: the medium cues (ecard/liveness/pad.py) are measured on a frame about this often (ms)
 PAD_EVERY_MS = 300.0
+#: open-eye frames closer than this (ms) to the last scored one are not scored as candidates
+CANDIDATE_EVERY_MS = 95.0
 #: how many of the best descriptors decide the registry match
 MATCH_SAMPLES = 3
 _STATE_VERSION = 1
@@ -228,6 +230,9 @@ class LivenessSession:
         self._parts = 0
         self._part_ref: npt.NDArray[np.float32] | None = None
         self._eye_feats: list[npt.NDArray[np.float32] | None] = []
+        self._base: dict[int, float] = {}  # causal baseline per frame index (this process)
+        self._last_scored_t = -1e18
+        self._scored_part = -1
         self._pad_feats: list[tuple[int, dict[str, float]]] = []
         self._last_pad_t = -1e18
         #: set by :meth:`finish`: each counted blink's authenticity, the paper/screen verdict
@@ -250,7 +255,15 @@ class LivenessSession:
         return self._times[-1] if self._times else None
 
     def _baseline(self, index: int) -> float:
-        """The causal open-eye baseline at frame ``index`` within its segment."""
+        """The causal open-eye baseline at frame ``index`` within its segment (cached)."""
+        cached = self._base.get(index)
+        if cached is not None:
+            return cached
+        value = self._compute_baseline(index)
+        self._base[index] = value
+        return value
+
+    def _compute_baseline(self, index: int) -> float:
         seg = self._segment[index]
         t = self._times[index]
         values = []
@@ -328,6 +341,9 @@ class LivenessSession:
             self._part.append(self._parts)
             if not eyes_open:
                 continue
+            if t_ms - self._last_scored_t < CANDIDATE_EVERY_MS and self._parts == self._scored_part:
+                continue  # ~10 candidates a second are plenty to choose descriptors from
+            self._last_scored_t, self._scored_part = float(t_ms), self._parts
             key = (self._segments, int(t_ms // CANDIDATE_BUCKET_MS))
             best = candidates.get(key)
             quality = frame_quality(gray, obs.landmarks, openness)
