@@ -26,14 +26,12 @@ from ecard.liveness.media import TimedFrame, iter_jpegs, iter_video
 from ecard.liveness.pad import PadModels
 from ecard.liveness.policy import BlinkPolicy, MediaLimits
 from ecard.liveness.result import LivenessResult
-from ecard.liveness.session import LivenessSession
+from ecard.liveness.session import LivenessSession, _work_frame, frame_quality
 from ecard.liveness.tracking import FaceTracker
 
 Image = npt.NDArray[np.uint8]
 Points = npt.NDArray[np.float64]
 
-#: frames wider than this are downscaled before anything else (landmarks stay precise)
-WORK_WIDTH = 640
 #: one sample candidate is kept per bucket of this many ms
 SAMPLE_BUCKET_MS = 1000.0
 #: frames closer than this (ms) to the last sample candidate are not scored as candidates
@@ -64,39 +62,14 @@ class _Candidate:
     box: Box
 
 
-def _work_frame(bgr: Image) -> Image:
-    import cv2
-
-    h, w = bgr.shape[:2]
-    if w <= WORK_WIDTH:
-        return bgr
-    return np.asarray(
-        cv2.resize(bgr, (WORK_WIDTH, round(h * WORK_WIDTH / w)), interpolation=cv2.INTER_AREA),
-        dtype=np.uint8,
-    )
-
-
-def _frame_quality(gray: Image, points: Points, openness: float) -> float:
-    """Sharp, frontal, eyes open: higher is better (relative within one clip)."""
-    import cv2
-
-    x0, y0 = np.maximum(points.min(axis=0).astype(int), 0)
-    x1, y1 = points.max(axis=0).astype(int)
-    crop = gray[y0 : y1 + 1, x0 : x1 + 1]
-    if crop.size < 64:
-        return 0.0
-    sharp = float(cv2.Laplacian(crop, cv2.CV_64F).var()) ** 0.5
-    inter = float(np.linalg.norm(points[45] - points[36])) or 1.0
-    mid_x = (points[36, 0] + points[45, 0]) / 2
-    yaw = abs(float(points[30, 0] - mid_x)) / inter
-    frontal = max(0.0, 1.0 - 2.5 * yaw)
-    return sharp * frontal * max(openness, 0.0)
-
-
 def track_frames(
     frames: Iterable[TimedFrame], models: FaceModels, policy: BlinkPolicy
 ) -> tuple[Track, list[_Candidate]]:
-    """Follow the face through ``frames``; keep the best sample candidate of each second."""
+    """Follow the face through ``frames``; keep the best sample candidate of each second.
+
+    The tracking-only path (no identity binding, authenticity or medium cues), kept as the
+    baseline that ``bench/bench_liveness.py`` compares the session's per-frame cost with.
+    """
     import cv2
 
     tracker = FaceTracker(models, second_face_min_height=policy.second_face_min_height)
@@ -128,7 +101,7 @@ def track_frames(
         if t_ms - last_candidate_t < CANDIDATE_EVERY_MS:
             continue  # ~10 candidates a second are plenty to pick 3 good frames from
         last_candidate_t = t_ms
-        quality = _frame_quality(gray, obs.landmarks, openness)
+        quality = frame_quality(gray, obs.landmarks, openness)
         key = int(t_ms // SAMPLE_BUCKET_MS)
         best = buckets.get(key)
         if best is None or quality > best.quality:
