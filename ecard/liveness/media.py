@@ -13,7 +13,6 @@ import io
 import itertools
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -128,16 +127,29 @@ def iter_folder(folder: Path, limits: MediaLimits) -> Iterator[TimedFrame]:
         yield decode_image(path.read_bytes(), limits), i * 1000.0 / FOLDER_FPS
 
 
+@contextlib.contextmanager
+def memory_file(data: bytes) -> Iterator[str]:
+    """A path to ``data`` in an anonymous in-memory file (``memfd_create``), for readers that
+    want a path (OpenCV's FFmpeg backend). Nothing is written to any file system; the memory is
+    freed when the block ends."""
+    fd = os.memfd_create("ecard-clip", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
 def iter_video(source: str | os.PathLike[str] | bytes, limits: MediaLimits) -> Iterator[TimedFrame]:
     """Decode a clip (path, folder or bytes) into BGR frames with their times in ms."""
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         _check_bytes(len(data), limits)
         _refuse_still(data[:16], lambda: data, limits)
-        with tempfile.NamedTemporaryFile(prefix="ecard-clip-", suffix=".bin") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            yield from _iter_capture(tmp.name, limits)
+        with memory_file(data) as in_memory:
+            yield from _iter_capture(in_memory, limits)
         return
     path = Path(source)
     if path.is_dir():

@@ -32,6 +32,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings({k: str(v) for k, v in env.items() if k.startswith("ECARD_")})
     web = load_web_settings(env)
     app = Flask(__name__, instance_path=str(settings.instance), instance_relative_config=False)
+    from ecard.web.upload import MemoryRequest
+
+    app.request_class = MemoryRequest  # uploads (frames, clips) never spool to disk
     app.config.update(
         MAX_CONTENT_LENGTH=web.max_body_bytes,
         MAX_FORM_MEMORY_SIZE=web.max_body_bytes,

@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from flask import request
+from flask import Request, request
 
 from ecard.errors import (
     InvalidFieldError,
@@ -27,6 +27,20 @@ from ecard.errors import (
 from ecard.web.services import WebSettings
 
 DEFAULT_FPS = 15.0
+
+
+class MemoryRequest(Request):
+    """Uploaded files stay in memory: werkzeug would spool a part over 500 kB to a temporary
+    file on disk, and an upload holds frames. The body is capped by ``MAX_CONTENT_LENGTH``."""
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> io.BytesIO:
+        return io.BytesIO()
 
 
 @dataclass(frozen=True)
@@ -81,14 +95,12 @@ def _timestamps(count: int) -> list[int]:
 
 def _probe_video(data: bytes, limits: WebSettings) -> None:
     """Check a clip's resolution, frame count and duration from its container (no decoding)."""
-    import tempfile
-
     import cv2
 
-    with tempfile.NamedTemporaryFile(suffix=".clip", dir=_tmp_dir()) as fh:
-        fh.write(data)
-        fh.flush()
-        cap = cv2.VideoCapture(fh.name)
+    from ecard.liveness.media import memory_file
+
+    with memory_file(data) as path:
+        cap = cv2.VideoCapture(path)
         try:
             if not cap.isOpened():
                 raise UnreadableMediaError("The video cannot be read.")
@@ -110,12 +122,6 @@ def _probe_video(data: bytes, limits: WebSettings) -> None:
         raise MediaError(
             f"The video lasts {count / fps:.1f} s; at most {limits.max_clip_ms // 1000} s."
         )
-
-
-def _tmp_dir() -> str | None:
-    import os
-
-    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 def read_upload(limits: WebSettings) -> Upload:
