@@ -106,12 +106,34 @@ def test_live_protocol_batches_bind_identity_too(face_models, stranger, victim_c
 
 
 def test_state_has_no_pixels(face_models, stranger):
-    """What is stored between batches holds landmarks and descriptors, never a picture."""
+    """What is stored between batches holds landmarks and descriptors, never a frame: each
+    per-frame row is at most 136 values (68 landmarks); the only picture-like arrays are the
+    32 x 32 eye-masked identity thumbnail and the 24 x 24 tracker thumbnail (in the JSON)."""
     s = LivenessSession(face_models, lookahead=False)
     s.feed(stranger[:12])
     data = s.to_bytes()
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         shapes = {k: z[k].shape for k in z.files}
-    assert all(len(shape) <= 3 for shape in shapes.values())
-    assert shapes["marks"][1:] == (68, 2)
-    assert len(data) < 60_000
+    frame_h, frame_w = stranger[0][0].shape[:2]
+    assert shapes["marks"] == (12, 68, 2)
+    for key, shape in shapes.items():
+        if key in ("meta", "part_ref"):
+            continue
+        assert int(np.prod(shape[1:])) <= 136, key  # nothing frame-sized per frame
+    assert shapes["part_ref"] in ((32, 32), (0, 32))
+    assert frame_h * frame_w > 100 * 32 * 32 and len(data) < 60_000
+
+
+@pytest.mark.parametrize(
+    ("drift", "eyes_open", "new_part"),
+    [
+        (0.30, True, False),  # the same face, a little motion
+        (0.40, True, True),  # open eyes: drift past DRIFT_LIMIT (a cross-fade) starts a part
+        (0.42, False, False),  # a blink's frames stay with the part before it
+        (0.85, False, True),  # another face does not hide behind narrowed eyes
+    ],
+)
+def test_which_frames_start_an_identity_part(drift, eyes_open, new_part):
+    from ecard.liveness.session import starts_part
+
+    assert starts_part(drift, eyes_open) is new_part

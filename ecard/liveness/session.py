@@ -66,6 +66,8 @@ CANDIDATE_BUCKET_MS = 200.0
 #: (mean absolute difference of the normalised 32 x 32 thumbnails) from the part's first frame;
 #: every part needs its own descriptor, so a slow cross-fade or morph cannot avoid one
 DRIFT_LIMIT = 0.35
+#: the same for frames whose eyes are (nearly) closed: see :func:`starts_part`
+CLOSED_DRIFT_LIMIT = 0.6
 #: the medium cues (ecard/liveness/pad.py) are measured on a frame about this often (ms)
 PAD_EVERY_MS = 300.0
 #: open-eye frames closer than this (ms) to the last scored one are not scored as candidates
@@ -179,6 +181,18 @@ def aligned_thumbnail(gray: Image, points: Points) -> npt.NDArray[np.float32]:
     valid = thumb[~np.isnan(thumb)]
     thumb = (thumb - float(valid.mean())) / (float(valid.std()) + 1.0)
     return np.nan_to_num(thumb, nan=0.0).astype(np.float32)
+
+
+def starts_part(drift: float, eyes_open: bool) -> bool:
+    """Whether a frame that drifted ``drift`` from its part's first frame starts a new part.
+
+    Open-eye frames start one above :data:`DRIFT_LIMIT`. Frames with the eyes (nearly) closed
+    only above :data:`CLOSED_DRIFT_LIMIT`: a blink changes the thumbnail a little even with the
+    eye band masked (at most 0.42 on the shared live clips), and a blink's frames must stay with
+    the part before it; another face changes it far more (0.85), so narrowing the eyes does not
+    let a different face hide in the part of the face before it.
+    """
+    return drift > (DRIFT_LIMIT if eyes_open else CLOSED_DRIFT_LIMIT)
 
 
 def drift_score(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
@@ -356,16 +370,10 @@ class LivenessSession:
                 self._pad_feats.append((index, feats))
             base = self._baseline(index)
             eyes_open = not math.isnan(base) and openness >= OPEN_RATIO * base
-            # a new identity part starts on an open-eye frame only: the frames of a closure
-            # stay in the part before it (the part after it needs its own descriptor anyway)
-            thumb = aligned_thumbnail(gray, obs.landmarks) if eyes_open else None
-            if self._part_ref is None or (
-                thumb is not None and drift_score(thumb, self._part_ref) > DRIFT_LIMIT
-            ):
+            thumb = aligned_thumbnail(gray, obs.landmarks)
+            if self._part_ref is None or starts_part(drift_score(thumb, self._part_ref), eyes_open):
                 self._parts += 1
-                self._part_ref = (
-                    thumb if thumb is not None else aligned_thumbnail(gray, obs.landmarks)
-                )
+                self._part_ref = thumb
             self._part.append(self._parts)
             if not eyes_open:
                 continue
