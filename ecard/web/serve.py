@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
 from ecard.config import load_settings
+from ecard.errors import ConfigError
 
 
 class EcardServer(BaseApplication):
@@ -40,6 +42,17 @@ class EcardServer(BaseApplication):
 def serve(host: str, port: int, workers: int | None = None) -> int:
     """Prepare the instance folder and run gunicorn in the foreground until interrupted."""
     settings = load_settings()
+    if settings.liveness_seed is not None:
+        raise ConfigError(
+            "ECARD_LIVENESS_SEED makes every live challenge predictable: it is for tests only, "
+            "and ecard serve refuses it."
+        )
+    if settings.liveness_challenge is not None:
+        print(
+            f"warning: ECARD_LIVENESS_CHALLENGE={settings.liveness_challenge}: no cues, and the "
+            "one-shot upload of a recorded clip is allowed (demos and tests only)",
+            file=sys.stderr,
+        )
     settings.instance.mkdir(parents=True, exist_ok=True)
     metrics_dir = settings.instance / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -72,3 +72,19 @@ def test_ecard_serve_creates_the_instance_and_serves(tmp_path: Path) -> None:
         if server.stderr:
             server.stderr.close()
     assert server.returncode == 0
+
+
+def test_ecard_serve_refuses_the_test_only_challenge_seed(tmp_path: Path) -> None:
+    """A seeded challenge is predictable: a recording timed to its cues would pass every time."""
+    env = {**os.environ, "ECARD_INSTANCE": str(tmp_path / "i"), "ECARD_LIVENESS_SEED": "7"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ecard.cli", "serve", "--port", str(_free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "ECARD_LIVENESS_SEED" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "i").exists()  # refused before anything was prepared
