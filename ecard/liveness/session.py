@@ -32,7 +32,7 @@ import numpy.typing as npt
 from ecard.errors import MultipleFacesError, NoFaceError, UnreadableMediaError
 from ecard.faces.models import Box, FaceModels
 from ecard.liveness.authenticity import BlinkEvidence, eye_features, judge_blink
-from ecard.liveness.blinks import BlinkEvent, detect_blinks, eye_openness, face_ear
+from ecard.liveness.blinks import BlinkEvent, detect_blinks, eye_openness
 from ecard.liveness.challenge import Challenge, challenge_met
 from ecard.liveness.media import TimedFrame
 from ecard.liveness.pad import PadModels, PadVerdict, frame_features, judge_medium
@@ -77,7 +77,7 @@ CANDIDATE_EVERY_MS = 95.0
 AUTHENTIC_SHARE = 0.5
 #: how many of the best descriptors decide the registry match
 MATCH_SAMPLES = 3
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -262,9 +262,7 @@ class LivenessSession:
             models, second_face_min_height=self.policy.second_face_min_height
         )
         self._times: list[float] = []
-        self._ear: list[float] = []
         self._open: list[float] = []
-        self._eyes: list[tuple[float, float]] = []
         self._landmarks: list[npt.NDArray[np.float32] | None] = []
         self._segment: list[int] = []
         self._segments = 0
@@ -344,9 +342,7 @@ class LivenessSession:
             elif obs.detected and obs.faces == 0:
                 faces = 0
             if obs.landmarks is None or obs.box is None:
-                self._ear.append(math.nan)
                 self._open.append(math.nan)
-                self._eyes.append((math.nan, math.nan))
                 self._landmarks.append(None)
                 self._segment.append(-1)
                 self._part.append(-1)
@@ -357,10 +353,7 @@ class LivenessSession:
                 self._segments += 1
                 self._part_ref = None
             self._segment.append(self._segments)
-            left, right = eye_openness(obs.landmarks)
-            openness = (left + right) / 2.0
-            self._eyes.append((left, right))
-            self._ear.append(face_ear(obs.landmarks))
+            openness = sum(eye_openness(obs.landmarks)) / 2.0
             self._open.append(openness)
             self._landmarks.append(obs.landmarks.astype(np.float32))
             self._eye_feats.append(eye_features(gray, obs.landmarks))
@@ -652,9 +645,7 @@ class LivenessSession:
             buf,
             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
             times=np.asarray(self._times, dtype=np.float64),
-            ear=np.asarray(self._ear, dtype=np.float64),
             open=np.asarray(self._open, dtype=np.float64),
-            eyes=np.asarray(self._eyes, dtype=np.float64).reshape(n, 2),
             marks=marks,
             segment=np.asarray(self._segment, dtype=np.int32),
             eyefeats=self._arrays()[1].astype(np.float32),
@@ -694,9 +685,7 @@ class LivenessSession:
         s._passes, s._second = int(meta["passes"]), int(meta["second"])
         s._encodings_done = int(meta["encodings_done"])
         s._times = [float(v) for v in arrays["times"]]
-        s._ear = [float(v) for v in arrays["ear"]]
         s._open = [float(v) for v in arrays["open"]]
-        s._eyes = [(float(a), float(b)) for a, b in arrays["eyes"]]
         s._landmarks = [None if np.isnan(m[0, 0]) else m for m in arrays["marks"]]
         s._segment = [int(v) for v in arrays["segment"]]
         s._part = [int(v) for v in arrays["part"]]
