@@ -66,6 +66,14 @@ class MediaTooLargeError(MediaError):
     default_message = "The file is too large."
 
 
+class ImageTooLargeError(MediaTooLargeError):
+    """A picture whose header declares more pixels, or a longer side, than its purpose needs
+    (QR photo, camera frame, ID photo); refused before any pixel is decoded."""
+
+    code = "image_too_large"
+    default_message = "The picture has more pixels than this step accepts."
+
+
 class TooFewFramesError(MediaError):
     code = "too_few_frames"
     default_message = "The clip has too few frames to analyse."
@@ -205,6 +213,14 @@ class ForbiddenError(InputError):
     code = "forbidden"
     status = 403
     default_message = "These credentials may not do this."
+
+
+class InvalidNameError(InputError):
+    """A name with control, bidi or invisible characters, or none of a name's letters."""
+
+    code = "invalid_name"
+    status = 422
+    default_message = "The name contains characters a name cannot have."
 
 
 class InvalidIdNumberError(InputError):
@@ -406,6 +422,15 @@ class FetchError(EcardError):
     code = "fetch_failed"
     status = 502
     default_message = "The JWKS or status list could not be fetched."
+
+
+class StatusListExpiredError(FetchError):
+    """The offline verifier holds no status list that is still within its ``exp`` (and could not
+    fetch one): the card's status cannot be told, so the card is not judged valid."""
+
+    code = "status_list_expired"
+    status = 503
+    default_message = "The status list has expired and no fresh one could be fetched."
 
 
 class PinPolicyError(InputError):
