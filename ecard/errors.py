@@ -283,9 +283,42 @@ class CardStateError(StateError):
 
 
 class PinLockedError(InputError):
+    """100 consecutive wrong PINs (NIST SP 800-63B 5.2.2): a new PIN after a face check."""
+
     code = "pin_locked"
     status = 423
-    default_message = "Too many wrong PINs; the card is locked for PIN use."
+    default_message = (
+        "Too many wrong PINs; set a new PIN after a face check (reporting a loss still works)."
+    )
+
+
+class PinWaitError(InputError):
+    """Wrong PINs are rate limited per card: wait ``retry_after`` seconds (sent as Retry-After)."""
+
+    code = "pin_wait"
+    status = 429
+    default_message = "Too many wrong PINs; try again later."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ScanRequiredError(InputError):
+    """A desk confirmation without a recent scan of that card by that hospital. Unknown cards,
+    cards of another hospital's scan and expired or used scans get this same answer."""
+
+    code = "scan_required"
+    status = 409
+    default_message = "Scan the patient's QR code first; a scan is valid for 3 minutes."
+
+
+class EnrollmentEndedError(InputError):
+    """The enrollment token after its enrollment ended (card issued, failed, locked, expired)."""
+
+    code = "enrollment_ended"
+    status = 410
+    default_message = "This enrollment has ended; its link no longer opens it."
 
 
 class WrongPinError(AuthError):
@@ -376,6 +409,13 @@ class TokenExpiredError(TokenError):
 class TokenNotYetValidError(TokenError):
     code = "token_not_yet_valid"
     default_message = "The token is not valid yet."
+
+
+class TokenSupersededError(TokenError):
+    """A card token older than the card's current one (``/cards/login`` issued a new one)."""
+
+    code = "token_superseded"
+    default_message = "A newer token was issued for this card; use that one or log in again."
 
 
 class TokenReplayedError(TokenError):

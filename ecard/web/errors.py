@@ -37,6 +37,9 @@ _HTTP_CODES: dict[int, type[EcardError]] = {
 def error_response(exc: EcardError) -> Response:
     resp = jsonify(exc.to_dict())
     resp.status_code = exc.status
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):  # PinWaitError: the per-card wait, in seconds
+        resp.headers["Retry-After"] = str(retry_after)
     return resp
 
 
