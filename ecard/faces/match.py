@@ -15,7 +15,8 @@ Method (details, data and error rates in docs/matching.md):
   neither makes nor breaks a match, and unlike the minimum it does not give an impostor the best
   of N tries, so the single-pair calibration stays valid;
 * the threshold is calibrated on ../shared/data/faces by ``python -m bench.calibrate_match`` and
-  read from ``models/calibration.json`` (key ``"match"``): never guessed.
+  read from ``calibration.json`` (package data, ``ecard/faces/data/``, key ``"match"``): never
+  guessed.
 
 Templates and encodings are biometric data: they are never logged (``repr`` hides them).
 """
@@ -41,12 +42,12 @@ from ecard.errors import (
     UnreadableMediaError,
 )
 from ecard.faces.images import PhotoSource, load_photo
-from ecard.faces.models import PROJECT_ROOT, Box, Encoding, FaceModels, Image
+from ecard.faces.models import DATA_DIR, Box, Encoding, FaceModels, Image
 
-#: Where ``bench/calibrate_match.py`` writes the calibration (``ECARD_CALIBRATION`` overrides).
-CALIBRATION_PATH = Path(
-    os.environ.get("ECARD_CALIBRATION", PROJECT_ROOT / "models" / "calibration.json")
-)
+#: The calibration (package data), written by ``bench/calibrate_match.py`` and
+#: ``bench/calibrate_identity.py``. Not configurable: the threshold belongs to the code and
+#: models it was measured with.
+CALIBRATION_PATH = DATA_DIR / "calibration.json"
 #: Photos whose long side is below this (px) are upscaled before detection.
 SMALL_PHOTO_SIDE = 200
 #: Upscale factor for small photos (bicubic).
@@ -150,7 +151,7 @@ _calibration_lock = threading.Lock()
 
 
 def load_calibration(path: Path | None = None) -> MatchCalibration:
-    """The ``"match"`` section of ``models/calibration.json`` (re-read when the file changes).
+    """The ``"match"`` section of ``calibration.json`` (re-read when the file changes).
 
     Raises :class:`~ecard.errors.ModelMissingError` when the file or the section is missing or
     invalid: matching refuses to run on a guessed threshold.

@@ -1,7 +1,7 @@
 """The dlib models behind liveness and matching, loaded once per process and checked by SHA-256.
 
 The files come from the ``face_recognition_models`` package (the same files ``face_recognition``
-uses). ``models/manifest.json`` lists each file with its SHA-256 and size; :meth:`FaceModels.load`
+uses). ``manifest.json`` (package data, ``ecard/faces/data/``) lists each file with its SHA-256 and size; :meth:`FaceModels.load`
 refuses a file that is missing or altered with a typed :class:`~ecard.errors.ModelError` instead
 of ``face_recognition``'s ``quit()``. Nothing here loads at import time.
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from importlib.resources import files
+
 from ecard.errors import ModelError, ModelIntegrityError, ModelMissingError
 
-#: Repository root: models/ lives beside the ecard package (the project installs editable).
+#: Repository root of a checkout (bench scripts find ../shared/data from it). Not used to find
+#: any file the package needs: those ship as package data.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-MANIFEST_PATH = Path(
-    os.environ.get("ECARD_MODELS_MANIFEST", PROJECT_ROOT / "models" / "manifest.json")
-)
+#: Package data of ``ecard.faces`` (``data/manifest.json``, ``data/calibration.json``), found
+#: through importlib.resources so that a wheel installed anywhere finds them.
+DATA_DIR = Path(str(files("ecard.faces") / "data"))
+MANIFEST_PATH = DATA_DIR / "manifest.json"
 
 LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 ENCODER = "dlib_face_recognition_resnet_model_v1.dat"
@@ -40,7 +43,7 @@ Encoding = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class ModelFile:
-    """One entry of models/manifest.json."""
+    """One entry of the model manifest (``ecard/faces/data/manifest.json``)."""
 
     name: str
     file: str
@@ -83,7 +86,7 @@ class Box:
 
 
 def read_manifest(path: Path = MANIFEST_PATH) -> list[ModelFile]:
-    """The model files the project uses, as listed in ``models/manifest.json``."""
+    """The model files the project uses, as listed in the packaged ``manifest.json``."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -103,10 +106,11 @@ def read_manifest(path: Path = MANIFEST_PATH) -> list[ModelFile]:
 
 
 def models_dir() -> Path:
-    """Folder holding the .dat files, found without importing ``face_recognition_models``."""
-    override = os.environ.get("ECARD_MODELS_DIR")
-    if override:
-        return Path(override)
+    """Folder holding the .dat files, found without importing ``face_recognition_models``.
+
+    ``ECARD_MODELS_DIR`` (:attr:`ecard.config.Settings.models_dir`) is passed as
+    ``FaceModels(folder=...)`` by the app; this function never reads the environment.
+    """
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or spec.origin is None:
         raise ModelMissingError(
@@ -143,7 +147,7 @@ def verify_file(entry: ModelFile, folder: Path | None = None) -> Path:
             _verified[key] = digest
     if digest != entry.sha256:
         raise ModelIntegrityError(
-            f"Model file {entry.file} does not match its SHA-256 in models/manifest.json."
+            f"Model file {entry.file} does not match its SHA-256 in the model manifest."
         )
     return path
 
@@ -177,7 +181,7 @@ class FaceModels:
             paths = {}
             for name in (LANDMARKS_68, ENCODER):
                 if name not in entries:
-                    raise ModelMissingError(f"models/manifest.json does not list {name}.")
+                    raise ModelMissingError(f"The model manifest does not list {name}.")
                 paths[name] = verify_file(entries[name], folder)
             try:
                 import dlib  # heavy: only here, never at import time

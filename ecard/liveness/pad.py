@@ -7,7 +7,7 @@ of the *medium* the face is shown on; per clip :func:`judge_medium` fuses them i
 Fused cues (each gives an attack evidence of 0..1, see :func:`frame_evidence`):
 
 * ``fas``: the MiniFASNet passive anti-spoofing CNNs (Silent-Face-Anti-Spoofing, Apache-2.0,
-  shipped as ONNX in ``pad_models/`` and checked by SHA-256 against ``models/manifest.json``):
+  shipped as ONNX in ``pad_models/``, checked by SHA-256 against ``faces/data/manifest.json``):
   mean probability of "real" of the 2.7x and 4.0x context crops, trusted in proportion to how
   much of that context the frame holds (``fas_fit``: not at all for a face crop that fills the
   frame). Its attack classes give the species (index 0 print, index 2 screen).
@@ -59,7 +59,7 @@ class PadModels:
     """The two MiniFASNet ONNX networks, loaded once and shared (like ``FaceModels``).
 
     The constructor is cheap; :meth:`load` checks the files' size and SHA-256 against
-    ``models/manifest.json`` (a missing or altered file raises ``ModelMissingError`` /
+    the model manifest (a missing or altered file raises ``ModelMissingError`` /
     ``ModelIntegrityError``) and reads them with OpenCV's DNN module. Thread-safe: OpenCV nets
     are not re-entrant, so each forward pass holds the instance's lock (~1 ms per patch).
     """
@@ -83,7 +83,7 @@ class PadModels:
             paths = {}
             for name, _ in MODEL_SCALES:
                 if name not in entries:
-                    raise ModelMissingError(f"models/manifest.json does not list {name}.")
+                    raise ModelMissingError(f"The model manifest does not list {name}.")
                 paths[name] = verify_file(entries[name], folder)
             import cv2
 
