@@ -123,12 +123,16 @@ class ModelMissingError(ModelError):
 
 class ModelIntegrityError(ModelError):
     code = "model_altered"
-    default_message = "A face model file does not match its SHA-256 in models/manifest.json."
+    default_message = "A face model file does not match its SHA-256 in the model manifest."
 
 
 class ConfigError(EcardError):
+    """A setting (environment variable) or instance file the service cannot work with: the
+    operator's input, so the CLI exits 2 with the one-line message (``ecard serve`` included)."""
+
     code = "config_error"
     status = 500
+    exit_code = 2
     default_message = "The service is misconfigured."
 
 
