@@ -1,0 +1,148 @@
+"""``ecard ...``: the command line, on click (see CONTRACT.md, Command line).
+
+Exit codes: 0 success, 2 bad input or bad usage, 1 anything else, 130 when interrupted. Every
+failure is exactly one line on stderr, ``ecard: <code>: <message>`` for an
+:class:`~ecard.errors.EcardError` (its ``code`` and ``exit_code``) and ``ecard: error: <message>
+(see '<command> --help')`` for a usage error; never a traceback (``ecard --traceback ...`` shows
+one for an unexpected error, for a bug report).
+
+The settings are read once, by the root group, and reach every command as click's context
+object. Commands import the heavy modules (dlib, OpenCV, numpy, the database) inside their body,
+so that ``ecard --help`` and a usage error stay instant.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from ecard.cli import faces, service, tokens
+from ecard.errors import ConfigError, EcardError, InputError
+
+__all__ = ["cli", "main"]
+
+
+class SettingsError(Exception):
+    """A bad configuration value found at the entry (a :class:`ConfigError` from
+    :func:`ecard.config.load_settings`): bad input from the person who set it, so exit 2."""
+
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    no_args_is_help=False,
+)
+@click.option(
+    "--traceback",
+    "show_traceback",
+    is_flag=True,
+    help="Show the traceback of an unexpected error (for a bug report).",
+)
+@click.pass_context
+def cli(ctx: click.Context, show_traceback: bool) -> None:
+    """Electronic social security cards: blink liveness, ID-photo matching, e-card tokens and
+    the service that issues them.
+
+    Configuration comes from the environment (ECARD_INSTANCE, ECARD_DATABASE_URL, ...; see
+    docs/service.md). Exit 0 on success, 2 on bad input, 1 on anything else."""
+    from ecard.config import load_settings
+
+    try:
+        ctx.obj = load_settings()
+    except ConfigError as exc:
+        raise SettingsError(exc) from None
+
+
+for _command in (
+    faces.liveness,
+    faces.blinks,
+    faces.match,
+    tokens.keys,
+    tokens.verify,
+    tokens.scan,
+    service.citizens,
+    service.channels,
+    service.db,
+    service.demo,
+    service.serve,
+):
+    cli.add_command(_command)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    ctx = exc.ctx
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError) or (
+        ctx is not None and exc.message == "Missing command."
+    ):
+        assert ctx is not None
+        group = ctx.command
+        names = group.list_commands(ctx) if isinstance(group, click.Group) else []
+        message = f"Missing command (one of: {', '.join(names)})." if names else "Missing command."
+    else:
+        message = exc.format_message()
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return f"ecard: error: {_one_line(message)}{hint}"
+
+
+def _fail(line: str, code: int) -> int:
+    sys.stderr.write(line + "\n")
+    return code
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ecard`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    ctx: click.Context | None = None
+    try:
+        ctx = cli.make_context("ecard", args)
+        with ctx:
+            result: Any = cli.invoke(ctx)
+        return int(result or 0)
+    except click.exceptions.Exit as exc:  # --help
+        return int(exc.exit_code)
+    except click.UsageError as exc:
+        return _fail(_usage_line(exc), 2)
+    except click.ClickException as exc:
+        return _fail(f"ecard: error: {_one_line(exc.format_message())}", exc.exit_code)
+    except click.Abort:
+        return 130
+    except SettingsError as exc:
+        return _fail(f"ecard: {exc.error.code}: {_one_line(exc.error.message)}", 2)
+    except EcardError as exc:
+        return _fail(f"ecard: {exc.code}: {_one_line(exc.message)}", exc.exit_code)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `ecard keys list | head -1`: the reader left; nothing to say
+        _drop_stdout()
+        return 1
+    except OSError as exc:  # a file the user named cannot be read or written
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(f"ecard: {InputError.code}: {exc.strerror or exc}{where}", 2)
+    except Exception as exc:
+        if ctx is not None and ctx.params.get("show_traceback"):
+            raise
+        name = type(exc).__name__
+        return _fail(
+            f"ecard: internal_error: unexpected {name}; run `ecard --traceback ...` to see it", 1
+        )

@@ -1,0 +1,182 @@
+"""``ecard citizens ...``, ``ecard channels add``, ``ecard db upgrade``, ``ecard demo``,
+``ecard serve``: the service's registry, clients and database, and the server itself."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ecard.cli.output import print_json, warn
+from ecard.cli.params import FILE, FOLDER, PORT, Between
+from ecard.errors import EcardError
+
+if TYPE_CHECKING:
+    from ecard.config import Settings
+    from ecard.store import Store
+
+
+def _open_store(settings: Settings) -> Store:
+    """The service database (created and migrated on first use)."""
+    from ecard.store import open_store
+
+    settings.instance.mkdir(parents=True, exist_ok=True)
+    return open_store(settings.database_url, migrate=True)
+
+
+@click.group()
+def citizens() -> None:
+    """The citizen registry."""
+
+
+@citizens.command()
+@click.option("--id-number", required=True, help="18-character resident ID number (GB 11643).")
+@click.option("--name", required=True, help="The citizen's name as on the ID card.")
+@click.option("--photo", required=True, type=FILE, help="The ID photo (JPEG or PNG, one face).")
+@click.pass_obj
+def add(settings: Settings, id_number: str, name: str, photo: str) -> int:
+    """Register a citizen and their ID photo."""
+    from ecard.citizens import add_citizen, mask_id_number, validate_id_number, validate_name
+    from ecard.faces.models import shared_models
+
+    validate_id_number(id_number)  # before the face models load: a typo is refused at once
+    validate_name(name)
+    data = Path(photo).read_bytes()
+    store = _open_store(settings)
+    try:
+        rec = add_citizen(store, id_number=id_number, name=name, photo=data, models=shared_models())
+    finally:
+        store.close()
+    print_json({"id_number": mask_id_number(rec.id_number), "name": rec.name, "added": True})
+    return 0
+
+
+@citizens.command(name="import")
+@click.argument("csv", metavar="CSV", type=FILE)
+@click.option("--photos", required=True, type=FOLDER, help="Folder holding the photo files.")
+@click.pass_obj
+def import_citizens(settings: Settings, csv: str, photos: str) -> int:
+    """Import a CSV (id_number,name,photo) and a photo folder: one JSON line per row, then the
+    totals. Rows already registered are skipped; a row that fails makes the exit code 2."""
+    from ecard.citizens import add_citizen, mask_id_number, read_import_csv
+    from ecard.errors import AlreadyExistsError
+    from ecard.faces.models import shared_models
+
+    store = _open_store(settings)
+    added = skipped = failed = 0
+    try:
+        for row in list(read_import_csv(Path(csv), Path(photos))):
+            out: dict[str, Any] = {"line": row.line}
+            try:
+                rec = add_citizen(
+                    store,
+                    id_number=row.id_number,
+                    name=row.name,
+                    photo=row.photo.read_bytes(),
+                    models=shared_models(),
+                )
+                out.update(id_number=mask_id_number(rec.id_number), added=True)
+                added += 1
+            except AlreadyExistsError:
+                out.update(added=False, skipped="already_exists")
+                skipped += 1
+            except (EcardError, OSError) as exc:
+                code = exc.code if isinstance(exc, EcardError) else "unreadable_file"
+                msg = exc.message if isinstance(exc, EcardError) else str(exc.strerror or exc)
+                out.update(added=False, error=code, message=msg)
+                failed += 1
+            print_json(out)
+    finally:
+        store.close()
+    print_json({"added": added, "skipped": skipped, "failed": failed})
+    if failed:
+        sys.stderr.write(
+            f"ecard: bad_input: {failed} row(s) could not be imported (see the JSON lines)\n"
+        )
+        return 2
+    return 0
+
+
+@click.group()
+def channels() -> None:
+    """API clients: city-service apps and hospitals."""
+
+
+@channels.command(name="add")
+@click.argument("name")
+@click.option("--scopes", required=True, help="Comma list of enroll, verify, scan.")
+@click.pass_obj
+def add_channel(settings: Settings, name: str, scopes: str) -> int:
+    """Create a channel; prints its credentials once (only a hash of the secret is kept)."""
+    from ecard.channels import add_channel as create
+
+    store = _open_store(settings)
+    try:
+        creds = create(store, name, scopes)
+    finally:
+        store.close()
+    print_json({"client_id": creds.client_id, "client_secret": creds.client_secret})
+    return 0
+
+
+@click.group()
+def db() -> None:
+    """The database."""
+
+
+@db.command()
+@click.pass_obj
+def upgrade(settings: Settings) -> int:
+    """Apply the Alembic migrations (idempotent)."""
+    _open_store(settings).close()
+    print_json({"database": "migrated"})
+    return 0
+
+
+@click.command()
+@click.option(
+    "--photo", type=FILE, help="Replace the demo citizen's ID photo (e.g. your own selfie)."
+)
+@click.option(
+    "--enroll", is_flag=True, help="Also start an enrollment for the demo citizen; print its URL."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Host of the printed URL.")
+@click.option("--port", type=PORT, default=8000, show_default=True, help="Port of the printed URL.")
+@click.pass_obj
+def demo(settings: Settings, photo: str | None, enroll: bool, host: str, port: int) -> int:
+    """Prepare a demo instance (idempotent; prints its credentials as JSON)."""
+    import os
+
+    from ecard.demo import prepare_demo
+
+    data = Path(photo).read_bytes() if photo else None
+    base = (os.environ.get("ECARD_PUBLIC_URL") or f"http://{host}:{port}").rstrip("/")
+    prepared = prepare_demo(settings, photo=data, enroll_base=base if enroll else None)
+    # Indented for the person reading the terminal; still one JSON document for scripts.
+    print_json(prepared.to_dict(), indent=2)
+    if prepared.enroll_url is not None:
+        warn(
+            f"\nOpen this link to enroll the demo citizen (valid until "
+            f"{prepared.enroll_expires_at}; `.venv/bin/ecard demo --enroll` prints a new one):\n"
+            f"  {prepared.enroll_url}\nHospital desk: {base}/hospital\n"
+        )
+    return 0
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=PORT, default=8000, show_default=True, help="Port to listen on.")
+@click.option(
+    "--workers",
+    type=Between(1, 128),
+    default=None,
+    help="Gunicorn workers, 1-128 (default: ECARD_WORKERS, else 2).",
+)
+def serve(host: str, port: int, workers: int | None) -> int:
+    """Serve the API and pages with gunicorn; creates the instance folder (database, signing
+    key) on first run."""
+    from ecard.web.serve import serve as run_server
+
+    return run_server(host, port, workers)
