@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ecard.cards import random_challenge
+from ecard.enrollment import random_challenge
 from ecard.liveness.blinks import BlinkEvent
 from ecard.liveness.challenge import (
     Challenge,

@@ -81,10 +81,10 @@ def _prepare(instance: Path) -> tuple[str, str]:
     """A channel and one issued card in a fresh instance: (Basic header, card token)."""
     import base64
 
-    from ecard.cards import Enrollments
     from ecard.channels import add_channel
     from ecard.citizens import check_digit
     from ecard.config import load_settings
+    from ecard.enrollment import Enrollments
     from ecard.store import open_store
     from ecard.store.models import Citizen
     from ecard.tokens.cards import CardClaims, issue_card

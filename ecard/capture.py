@@ -5,7 +5,7 @@ challenge and counts the attempt, :meth:`Captures.add_batch` analyses each small
 frames as it arrives, judges its timing and reveals a cue when it is due, and
 :meth:`Captures.finish` turns what was analysed into the verdict, matches the registry photo and
 records the outcome through the same path as the one-shot upload
-(:meth:`ecard.cards.Enrollments.record_liveness`).
+(:meth:`ecard.enrollment.Enrollments.record_liveness`).
 
 State between batches lives in the ``captures`` row (batches may reach different workers): the
 secret plan, the next ``seq``, the timing figures, the cue reveal times and the analyser's state
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from ecard.cards import Enrollments
+from ecard.enrollment import Enrollments
 from ecard.errors import (
     BatchOrderError,
     BatchRepeatedError,

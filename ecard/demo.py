@@ -75,8 +75,8 @@ def prepare_demo(
     ``photo`` replaces the demo citizen's ID photo; ``enroll_base`` (e.g.
     ``http://127.0.0.1:8000``) starts an enrollment and returns its page URL.
     """
-    from ecard.cards import Enrollments
     from ecard.channels import authenticate
+    from ecard.enrollment import Enrollments
     from ecard.faces.models import shared_models
     from ecard.tokens.keys import KeyStore
 

@@ -128,8 +128,8 @@ def test_enroll_link_opens_its_enrollment_and_an_unknown_one_opens_none(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from ecard.cards import hash_secret
     from ecard.channels import add_channel
+    from ecard.enrollment import hash_secret
     from ecard.store.models import Citizen, Enrollment
 
     store = app.extensions["ecard"].store

@@ -1,18 +1,9 @@
-"""The enrollment state machine and the card lifecycle, over the store (no Flask here).
+"""The enrollments: the state machine's steps over the store (no Flask here).
 
-::
-
-    authorized -consent-> consented -challenge-> challenged -liveness ok-> verified -PIN-> issued
-         |                 ^  |  ^                   |  (failed, attempts left)
-         |                 |  |  +-------------------+
-         |                 |  +-capture-> capturing -finish ok-> verified
-         |                 +-------------------+ (failed or capture expired, attempts left)
-         +-> expired (15 min, from any open state)   +-> locked (third failed attempt)
-         +-> failed (consent declined)
-
-The one-shot path (``challenge`` + an uploaded clip) counts an attempt when the clip is analysed;
-the live capture (``ecard/capture.py``) counts it when the capture starts, so abandoning
-captures until a replay gets lucky costs attempts too.
+The states and the legal moves are in :mod:`ecard.enrollment.state`; every step below checks
+its move against that table. The one-shot path (``challenge`` + an uploaded clip) counts an
+attempt when the clip is analysed; the live capture (``ecard/capture.py``) counts it when the
+capture starts, so abandoning captures until a replay gets lucky costs attempts too.
 
 Every step runs in one write transaction that re-reads the enrollment row (``FOR UPDATE`` on
 PostgreSQL; SQLite holds the write lock from ``BEGIN IMMEDIATE``), checks the state and expiry,
@@ -29,66 +20,44 @@ import hmac
 import json
 import random
 import secrets
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, bindparam, delete, select, true, update
+from sqlalchemy import and_, delete, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ecard.cards.numbers import new_card_no
+from ecard.cards.status import CardStatus, allocate_status_slot
+from ecard.cards.values import CARD_LIFETIME, CardDraft, IssuedCard, Signer, card_info
 from ecard.citizens import mask_id_number, mask_name, validate_id_number, validate_name
+from ecard.enrollment.agreement import AGREEMENT_VERSION
+from ecard.enrollment.state import OPEN, TERMINAL, EnrollmentState, transition
 from ecard.errors import (
     AuthError,
     CaptureExpiredError,
     CaptureRunningError,
     CardConflictError,
-    CardStateError,
     CitizenNotFoundError,
     EnrollmentExpiredError,
     EnrollmentLockedError,
     NonceError,
     NotFoundError,
-    PinLockedError,
     StateError,
-    WrongPinError,
 )
 from ecard.store.audit import record
-from ecard.store.db import FastScalar
-from ecard.store.models import AuditEvent, CaptureRow, Card, Citizen, Enrollment, StatusListRow
+from ecard.store.models import AuditEvent, CaptureRow, Card, Citizen, Enrollment
 
 if TYPE_CHECKING:
     from ecard.channels import ChannelIdentity
     from ecard.store import Store
-    from ecard.tokens.pin import PinGuard, PinHasher
 
-#: The agreement the citizen accepts; its version is recorded with the consent.
-AGREEMENT_VERSION = "2026-11"
-#: The agreement in each language the pages offer; one version covers every translation.
-AGREEMENT_TEXTS: dict[str, str] = {
-    "en": (
-        "I ask for an electronic social security card. I agree that ecard compares a short video "
-        "of my face with the photo on my ID record to check that I am the holder. The video and "
-        "the face measurements taken from it are used only for this check and deleted as soon as "
-        "it ends; the service keeps a record of each step (time and result) but no images."
-    ),
-    "zh-CN": (
-        "本人申请电子社会保障卡。本人同意 ecard 将本人面部的短视频与本人身份登记照片进行比对，"
-        "以确认本人为持卡人。该视频及从中提取的面部特征仅用于本次核验，核验结束后立即删除；"
-        "服务仅保留每一步骤的记录（时间和结果），不保留任何图像。"
-    ),
-}
-AGREEMENT_TEXT = AGREEMENT_TEXTS["en"]
+S = EnrollmentState
+
 ENROLLMENT_TTL = timedelta(minutes=15)
 NONCE_TTL = timedelta(seconds=120)
 MAX_LIVENESS_ATTEMPTS = 3
-CARD_LIFETIME = timedelta(days=5 * 365)
-#: Entries per status list; a new list starts when one is full.
-STATUS_LIST_SIZE = 100_000
-
-TERMINAL = frozenset({"issued", "expired", "failed", "locked"})
-CardStatus = Literal["active", "suspended", "revoked"]
 
 
 def hash_secret(value: str) -> str:
@@ -166,60 +135,11 @@ class LivenessVerdict:
     attempts_left: int
 
 
-@dataclass(frozen=True)
-class CardDraft:
-    """Everything the signer needs for a new card token (claims are built by ecard.tokens)."""
-
-    card_id: str
-    card_no: str
-    name: str
-    id_number_masked: str
-    status_list: int
-    status_idx: int
-    issued_at: datetime
-    expires_at: datetime
-    jti: str
-
-
-@dataclass(frozen=True)
-class CardInfo:
-    id: str
-    card_no: str
-    citizen_id: int
-    name: str
-    id_number_masked: str
-    status: str
-    status_list: int
-    status_idx: int
-    issued_at: datetime
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class IssuedCard:
-    card: CardInfo
-    token: str
-
-
-Signer = Callable[[CardDraft], str]
-
-
 # --- helpers -----------------------------------------------------------------------------------
 
 
 def _now(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(UTC)
-
-
-def new_card_no(rng: random.Random | secrets.SystemRandom | None = None) -> str:
-    """12 digits: 11 random plus a Luhn check digit (catches one mistyped digit at a desk)."""
-    r = rng or secrets.SystemRandom()
-    body = [r.randrange(1, 10)] + [r.randrange(10) for _ in range(10)]
-    total = 0
-    for i, d in enumerate(reversed(body)):
-        v = d * 2 if i % 2 == 0 else d
-        total += v - 9 if v > 9 else v
-    return "".join(map(str, body)) + str((10 - total % 10) % 10)
 
 
 def random_challenge(rng: random.Random | secrets.SystemRandom) -> tuple[int, tuple[int, ...]]:
@@ -231,21 +151,6 @@ def random_challenge(rng: random.Random | secrets.SystemRandom) -> tuple[int, tu
         cues.append(t)
         t += rng.randint(1600, 2600)
     return blinks, tuple(cues)
-
-
-def _card_info(card: Card, citizen: Citizen) -> CardInfo:
-    return CardInfo(
-        id=card.id,
-        card_no=card.card_no,
-        citizen_id=card.citizen_id,
-        name=citizen.name,
-        id_number_masked=mask_id_number(citizen.id_number),
-        status=card.status,
-        status_list=card.status_list,
-        status_idx=card.status_idx,
-        issued_at=card.issued_at,
-        expires_at=card.expires_at,
-    )
 
 
 # --- enrollment --------------------------------------------------------------------------------
@@ -278,7 +183,7 @@ class Enrollments:
                     citizen_id=citizen.id,
                     channel_id=channel.id,
                     token_hash=hash_secret(token),
-                    state="authorized",
+                    state=S.AUTHORIZED,
                     created_at=now,
                     expires_at=now + ENROLLMENT_TTL,
                     attempts=0,
@@ -343,7 +248,7 @@ class Enrollments:
             ).all()
             capture_expires = (
                 s.scalar(select(CaptureRow.expires_at).where(CaptureRow.enrollment_id == row.id))
-                if row.state == "capturing"
+                if row.state == S.CAPTURING
                 else None
             )
             return EnrollmentView(
@@ -356,7 +261,7 @@ class Enrollments:
                 attempts_left=max(0, MAX_LIVENESS_ATTEMPTS - row.attempts),
                 agreement_version=row.agreement_version,
                 consented_at=row.consented_at,
-                challenge_blinks=row.challenge_blinks if row.state == "challenged" else None,
+                challenge_blinks=row.challenge_blinks if row.state == S.CHALLENGED else None,
                 nonce_expires_at=row.nonce_expires_at if row.nonce_hash else None,
                 capture_expires_at=capture_expires,
                 card_no=card_no,
@@ -374,7 +279,7 @@ class Enrollments:
         if row is None or row.state in TERMINAL:
             return
         if row.expires_at > now:
-            if row.state == "capturing":
+            if row.state == S.CAPTURING:
                 self.expire_capture_if_due(enrollment_id, now=now)
             return  # the common case: no write transaction needed
         with self.store.write() as s:
@@ -383,9 +288,9 @@ class Enrollments:
                 .where(
                     Enrollment.id == enrollment_id,
                     Enrollment.expires_at <= now,
-                    Enrollment.state.not_in(TERMINAL),
+                    Enrollment.state.in_(OPEN),
                 )
-                .values(state="expired", finished_at=now, nonce_hash=None, reason="timeout")
+                .values(state=S.EXPIRED, finished_at=now, nonce_hash=None, reason="timeout")
             )
             if res.rowcount:  # type: ignore[attr-defined]
                 s.execute(delete(CaptureRow).where(CaptureRow.enrollment_id == enrollment_id))
@@ -410,14 +315,15 @@ class Enrollments:
         Allowed from ``consented`` (and ``challenged``: the unused one-shot nonce is dropped).
         The caller has already expired any capture that timed out.
         """
-        if row.state == "capturing":
+        if row.state == S.CAPTURING:
             raise CaptureRunningError()
-        if row.state not in ("consented", "challenged"):
-            raise StateError(f"A capture is not possible in state {row.state}.")
+        target = transition(
+            row.state, S.CAPTURING, f"A capture is not possible in state {row.state}."
+        )
         if row.attempts >= MAX_LIVENESS_ATTEMPTS:
             raise EnrollmentLockedError()
         row.attempts += 1
-        row.state, row.reason = "capturing", None
+        row.state, row.reason = target, None
         row.nonce_hash = row.nonce_expires_at = None
         row.challenge_blinks = row.challenge_cues = None
         record(
@@ -450,18 +356,18 @@ class Enrollments:
             gone = s.execute(delete(CaptureRow).where(due).returning(CaptureRow.id)).all()
             if row is None or not gone:
                 return False
-            if row.state == "capturing":
+            if row.state == S.CAPTURING:
                 if row.attempts >= MAX_LIVENESS_ATTEMPTS:
-                    row.state, row.finished_at = "locked", now
+                    row.state, row.finished_at = transition(row.state, S.LOCKED), now
                 else:
-                    row.state = "consented"
+                    row.state = transition(row.state, S.CONSENTED)
                 row.reason = "capture_expired"
             for (capture_id,) in gone:
                 record(
                     s,
                     actor="system",
                     action="capture_expire",
-                    outcome="locked" if row.state == "locked" else "expired",
+                    outcome="locked" if row.state == S.LOCKED else "expired",
                     enrollment_id=enrollment_id,
                     detail=f"capture {capture_id}",
                     now=now,
@@ -481,9 +387,9 @@ class Enrollments:
         row = s.get(Enrollment, enrollment_id, with_for_update=True)
         if row is None:
             raise NotFoundError("No such enrollment.")
-        if row.state == "expired" or (row.state not in TERMINAL and row.expires_at <= now):
+        if row.state == S.EXPIRED or (row.state in OPEN and row.expires_at <= now):
             raise EnrollmentExpiredError()
-        if row.state == "locked":
+        if row.state == S.LOCKED:
             raise EnrollmentLockedError()
         return row
 
@@ -515,9 +421,10 @@ class Enrollments:
         if not agree:
             with self.store.write() as s:
                 row = self._locked_row(s, enrollment_id, now)
-                if row.state != "authorized":
-                    raise StateError(f"Consent was already given (state: {row.state}).")
-                row.state, row.reason, row.finished_at = "failed", "consent_declined", now
+                failed = transition(
+                    row.state, S.FAILED, f"Consent was already given (state: {row.state})."
+                )
+                row.state, row.reason, row.finished_at = failed, "consent_declined", now
                 record(
                     s,
                     actor="citizen",
@@ -527,16 +434,16 @@ class Enrollments:
                     detail=f"agreement {AGREEMENT_VERSION}",
                     now=now,
                 )
-            return "failed"
+            return S.FAILED
         if agreement_version is not None and agreement_version != AGREEMENT_VERSION:
             raise StateError(
                 f"The agreement has changed (now version {AGREEMENT_VERSION}); read it again."
             )
         with self.store.write() as s:
             row = self._locked_row(s, enrollment_id, now)
-            if row.state != "authorized":
-                raise StateError(f"Consent was already given (state: {row.state}).")
-            row.state = "consented"
+            row.state = transition(
+                row.state, S.CONSENTED, f"Consent was already given (state: {row.state})."
+            )
             row.agreement_version = AGREEMENT_VERSION
             row.consented_at = now
             record(
@@ -548,7 +455,7 @@ class Enrollments:
                 detail=f"agreement {AGREEMENT_VERSION}",
                 now=now,
             )
-        return "consented"
+        return S.CONSENTED
 
     def challenge(
         self,
@@ -573,11 +480,11 @@ class Enrollments:
         expires = now + NONCE_TTL
         with self.store.write() as s:
             row = self._locked_row(s, enrollment_id, now)
-            if row.state == "capturing":
+            if row.state == S.CAPTURING:
                 raise CaptureRunningError()
-            if row.state not in ("consented", "challenged"):
-                raise StateError(f"A challenge is not possible in state {row.state}.")
-            row.state = "challenged"
+            row.state = transition(
+                row.state, S.CHALLENGED, f"A challenge is not possible in state {row.state}."
+            )
             row.nonce_hash = hash_secret(nonce)
             row.nonce_expires_at = expires
             row.challenge_blinks = blinks
@@ -601,7 +508,7 @@ class Enrollments:
             row = s.get(Enrollment, enrollment_id)
         if row is None:
             raise NotFoundError("No such enrollment.")
-        if row.state == "locked":
+        if row.state == S.LOCKED:
             raise EnrollmentLockedError()
         if row.state != state:
             raise StateError(f"This step needs state {state}; the enrollment is {row.state}.")
@@ -614,7 +521,7 @@ class Enrollments:
         self._step(enrollment_id, now)
         with self.store.write() as s:
             row = self._locked_row(s, enrollment_id, now)
-            if row.state != "challenged":
+            if row.state != S.CHALLENGED:
                 raise StateError(f"Ask for a challenge first (state: {row.state}).")
             if (
                 row.nonce_hash is None
@@ -653,7 +560,7 @@ class Enrollments:
             if row is None:
                 raise NotFoundError("No such enrollment.")
             if capture_id is None:
-                if row.state != "challenged":
+                if row.state != S.CHALLENGED:
                     raise StateError(f"The enrollment changed meanwhile (state: {row.state}).")
                 row.attempts += 1
             else:
@@ -662,16 +569,17 @@ class Enrollments:
                     .where(CaptureRow.id == capture_id, CaptureRow.enrollment_id == row.id)
                     .returning(CaptureRow.id)
                 ).all()
-                if not gone or row.state != "capturing":
+                if not gone or row.state != S.CAPTURING:
                     raise CaptureExpiredError()
             ok = live and match
             if ok:
-                row.state, row.verified_at, row.reason = "verified", now, None
+                row.state = transition(row.state, S.VERIFIED)
+                row.verified_at, row.reason = now, None
             elif row.attempts >= MAX_LIVENESS_ATTEMPTS:
-                row.state, row.finished_at = "locked", now
+                row.state, row.finished_at = transition(row.state, S.LOCKED), now
                 row.reason = reason or ("no_match" if live else "not_live")
             else:
-                row.state = "consented"
+                row.state = transition(row.state, S.CONSENTED)
                 row.reason = reason or ("no_match" if live else "not_live")
             row.challenge_blinks = row.challenge_cues = None
             prefix = f"capture {capture_id}, " if capture_id else ""
@@ -715,22 +623,23 @@ class Enrollments:
         try:
             with self.store.write() as s:
                 row = self._locked_row(s, enrollment_id, now)
-                if row.state != "verified":
-                    raise StateError(f"The card can be issued only once verified ({row.state}).")
+                issued = transition(
+                    row.state, S.ISSUED, f"The card can be issued only once verified ({row.state})."
+                )
                 citizen = s.get_one(Citizen, row.citizen_id)
                 revoked = s.execute(
                     update(Card)
-                    .where(Card.citizen_id == citizen.id, Card.status != "revoked")
-                    .values(status="revoked", changed_at=now)
+                    .where(Card.citizen_id == citizen.id, Card.status != CardStatus.REVOKED)
+                    .values(status=CardStatus.REVOKED, changed_at=now)
                     .returning(Card.id)
                 ).all()
-                list_id, idx = _allocate_status_slot(s)
+                list_id, idx = allocate_status_slot(s)
                 card = Card(
                     id=secrets.token_hex(16),
                     card_no=new_card_no(),
                     citizen_id=citizen.id,
                     enrollment_id=row.id,
-                    status="active",
+                    status=CardStatus.ACTIVE,
                     status_list=list_id,
                     status_idx=idx,
                     pin_hash=pin_hash,
@@ -740,7 +649,7 @@ class Enrollments:
                     changed_at=now,
                 )
                 s.add(card)
-                row.state, row.finished_at, row.nonce_hash = "issued", now, None
+                row.state, row.finished_at, row.nonce_hash = issued, now, None
                 s.flush()
                 for (old_id,) in revoked:
                     record(
@@ -762,7 +671,7 @@ class Enrollments:
                     card_id=card.id,
                     now=now,
                 )
-                info = _card_info(card, citizen)
+                info = card_info(card, citizen)
                 token = sign(
                     CardDraft(
                         card_id=card.id,
@@ -779,139 +688,3 @@ class Enrollments:
         except IntegrityError:
             raise CardConflictError() from None
         return IssuedCard(info, token)
-
-
-def _allocate_status_slot(s: Session) -> tuple[int, int]:
-    """The next free (list, index), allocated with one atomic UPDATE ... RETURNING."""
-    while True:
-        got = s.execute(
-            update(StatusListRow)
-            .where(
-                StatusListRow.id
-                == select(StatusListRow.id)
-                .where(StatusListRow.next_idx < StatusListRow.size)
-                .order_by(StatusListRow.id)
-                .limit(1)
-                .scalar_subquery()
-            )
-            .values(next_idx=StatusListRow.next_idx + 1)
-            .returning(StatusListRow.id, StatusListRow.next_idx)
-        ).first()
-        if got is not None:
-            return int(got[0]), int(got[1]) - 1
-        s.add(StatusListRow(size=STATUS_LIST_SIZE, next_idx=0))
-        s.flush()
-
-
-# --- cards -------------------------------------------------------------------------------------
-
-#: Compiled status queries per engine (see :class:`~ecard.store.db.FastScalar`).
-_STATUS_QUERIES: dict[int, FastScalar] = {}
-
-
-class Cards:
-    """The card lifecycle after issuance: lookup, PIN checks with lockout, suspend, status list."""
-
-    def __init__(self, store: Store, guard: PinGuard, hasher: PinHasher) -> None:
-        self.store = store
-        self.guard = guard
-        self.hasher = hasher
-
-    def get(self, card_id: str) -> CardInfo:
-        with self.store.read() as s:
-            card = s.get(Card, card_id)
-            if card is None:
-                raise NotFoundError("No such card.")
-            return _card_info(card, s.get_one(Citizen, card.citizen_id))
-
-    def status_of(self, card_id: str) -> str | None:
-        """The card's current status (one indexed read, no caching), or None if unknown."""
-        query = _STATUS_QUERIES.get(id(self.store.engine))
-        if query is None:
-            stmt = select(Card.status).where(Card.id == bindparam("card_id"))
-            query = _STATUS_QUERIES.setdefault(
-                id(self.store.engine), FastScalar(self.store.engine, stmt)
-            )
-        value = query(card_id=card_id)
-        return None if value is None else str(value)
-
-    def by_number(self, card_no: str) -> CardInfo:
-        with self.store.read() as s:
-            card = s.scalars(select(Card).where(Card.card_no == card_no)).first()
-            if card is None:
-                raise NotFoundError("No such card.")
-            return _card_info(card, s.get_one(Citizen, card.citizen_id))
-
-    def check_pin(
-        self,
-        card_id: str,
-        pin: str,
-        *,
-        actor: str = "citizen",
-        action: str = "pin_check",
-        now: datetime | None = None,
-    ) -> None:
-        """Check the card's PIN with the 6-try lockout (:class:`ecard.tokens.pin.PinGuard`).
-
-        A try is reserved (counted atomically in the database) before the slow hash comparison,
-        so N parallel guesses never test more than six PINs; a right PIN clears the count. After
-        the sixth wrong PIN the card refuses every PIN (a fresh enrollment reissues it).
-        """
-        with self.store.read() as s:
-            pin_hash = s.scalar(select(Card.pin_hash).where(Card.id == card_id))
-        if pin_hash is None:
-            raise NotFoundError("No such card.")
-        try:
-            self.guard.check(f"pin:{card_id}", lambda: self.hasher.verify(pin, pin_hash))
-        except (WrongPinError, PinLockedError) as exc:
-            self._audit(actor, action, exc.code, card_id, _now(now))
-            raise
-
-    def set_status(
-        self,
-        card_id: str,
-        status: CardStatus,
-        *,
-        actor: str,
-        allowed_from: Sequence[str] = ("active",),
-        now: datetime | None = None,
-    ) -> CardInfo:
-        now = _now(now)
-        with self.store.write() as s:
-            card = s.get(Card, card_id, with_for_update=True)
-            if card is None:
-                raise NotFoundError("No such card.")
-            if card.status not in allowed_from:
-                raise CardStateError(f"The card is {card.status}.")
-            card.status, card.changed_at = status, now
-            record(
-                s, actor=actor, action=f"card_{status}", outcome=status, card_id=card_id, now=now
-            )
-            s.flush()
-            return _card_info(card, s.get_one(Citizen, card.citizen_id))
-
-    def rotate_jti(self, card_id: str) -> str:
-        jti = secrets.token_hex(16)
-        with self.store.write() as s:
-            s.execute(update(Card).where(Card.id == card_id).values(jti=jti))
-        return jti
-
-    def status_entries(self, list_id: int) -> tuple[int, dict[int, str]]:
-        """(size, {index: status}) of one status list; 404 when it does not exist."""
-        with self.store.read() as s:
-            lst = s.get(StatusListRow, list_id)
-            if lst is None:
-                raise NotFoundError("No such status list.")
-            rows = s.execute(
-                select(Card.status_idx, Card.status).where(Card.status_list == list_id)
-            ).all()
-        return lst.size, {int(i): str(st) for i, st in rows}
-
-    def audit(self, actor: str, action: str, outcome: str, card_id: str | None) -> None:
-        self._audit(actor, action, outcome, card_id, _now(None))
-
-    def _audit(
-        self, actor: str, action: str, outcome: str, card_id: str | None, now: datetime
-    ) -> None:
-        with self.store.write() as s:
-            record(s, actor=actor, action=action, outcome=outcome, card_id=card_id, now=now)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ecard.capture import CaptureLimits, Captures, LiveAnalysers, read_timestamps
-from ecard.cards import Enrollments
+from ecard.enrollment import Enrollments
 from ecard.errors import (
     InvalidFieldError,
     MissingFieldError,

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from ecard.cards import CardInfo, Cards
+from ecard.cards import CardInfo, Cards, CardStatus
 from ecard.errors import CardStateError, NotFoundError, TokenError
 from ecard.web.http import bearer, channel, json_body, services, str_field
 
@@ -95,7 +95,7 @@ def suspend() -> Response:
     pin = str_field(json_body(), "pin", max_len=64)
     cards = _cards()
     cards.check_pin(card.id, pin, action="suspend")
-    info = cards.set_status(card.id, "suspended", actor="citizen")
+    info = cards.set_status(card.id, CardStatus.SUSPENDED, actor="citizen")
     return jsonify(card_no=info.card_no, status=info.status)
 
 

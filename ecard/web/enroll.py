@@ -13,14 +13,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from ecard.cards import (
-    AGREEMENT_TEXT,
-    AGREEMENT_TEXTS,
-    AGREEMENT_VERSION,
-    CardDraft,
-    Enrollments,
-    EnrollmentView,
-)
+from ecard.cards import CardDraft
+from ecard.enrollment import AGREEMENT_VERSION, Enrollments, EnrollmentView, agreement
 from ecard.errors import AuthError, InvalidFieldError, LiveCaptureRequiredError, NotFoundError
 from ecard.web import metrics
 from ecard.web.http import bearer, channel, json_body, optional_json_body, services, str_field
@@ -61,9 +55,9 @@ def view_to_dict(v: EnrollmentView) -> dict[str, Any]:
         "state": v.state,
         "citizen": {"name": v.name_masked, "id_number": v.id_number_masked},
         "agreement": {
-            "version": AGREEMENT_VERSION,
-            "text": AGREEMENT_TEXT,
-            "texts": AGREEMENT_TEXTS,
+            "version": agreement().version,
+            "text": agreement().text,
+            "texts": dict(agreement().texts),
         },
         "consent": (
             {"version": v.agreement_version, "at": iso(v.consented_at)} if v.consented_at else None

@@ -194,7 +194,7 @@ def _enrollment_id_for(token: str) -> str | None:
     is no longer valid)."""
     from sqlalchemy import select
 
-    from ecard.cards import hash_secret
+    from ecard.enrollment import hash_secret
     from ecard.store.models import Enrollment
 
     if len(token) > 512:
@@ -300,7 +300,7 @@ def face_check() -> Response:
     """
     from sqlalchemy import select
 
-    from ecard.cards import Enrollments
+    from ecard.enrollment import Enrollments
     from ecard.faces.images import load_photo
     from ecard.store.models import Enrollment
     from ecard.web.http import bearer

@@ -80,7 +80,7 @@ def start_enrollment(client: Any, creds: Clients, id_number: str, name: str = "L
 def verify_without_camera(client: Any, store: Store, enr: dict, *, live: bool = True) -> dict:
     """Consent and challenge through the API, then record a liveness outcome through the domain
     (the real clip runs in test_service_flow.py)."""
-    from ecard.cards import Enrollments
+    from ecard.enrollment import Enrollments
 
     eid, token = enr["enrollment_id"], enr["enrollment_token"]
     if (

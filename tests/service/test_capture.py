@@ -37,7 +37,7 @@ from svc_helpers import (
 )
 
 from ecard.capture import BatchAnswer, CaptureLimits, Captures, CaptureStarted
-from ecard.cards import Enrollments
+from ecard.enrollment import Enrollments
 from ecard.errors import EcardError, NoFaceError
 from ecard.liveness.blinks import BlinkEvent
 from ecard.liveness.challenge import Challenge, plan_live_challenge

@@ -102,7 +102,7 @@ def test_demo_enroll_link_and_own_photo(instance: Path, shared_data: Path, capsy
     """`make serve` prints a working enrollment link; `--photo` puts the newcomer's face in."""
     from sqlalchemy import select
 
-    from ecard.cards import Enrollments
+    from ecard.enrollment import Enrollments
     from ecard.faces.match import FaceTemplate, match_template, template_from_photo
     from ecard.faces.models import shared_models
     from ecard.store import open_store

@@ -17,7 +17,7 @@ from svc_helpers import (
     verify_without_camera,
 )
 
-from ecard.cards import Enrollments, random_challenge
+from ecard.enrollment import Enrollments, random_challenge
 from ecard.errors import NonceError
 from ecard.store import Store
 from ecard.store.models import AuditEvent, Card, Enrollment
