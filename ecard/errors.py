@@ -168,6 +168,13 @@ class MalformedJSONError(RequestError):
     default_message = "The request body is not valid JSON."
 
 
+class JsonTooDeepError(RequestError):
+    """A JSON body nested deeper than the service reads (refused before it is validated)."""
+
+    code = "json_too_deep"
+    default_message = "The JSON body is nested too deeply."
+
+
 class MissingFieldError(RequestError):
     code = "missing_field"
     default_message = "A required field is missing."

@@ -45,6 +45,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["ecard"] = build_services(settings, web, env)
     register_error_handlers(app)
+    from ecard.web import apispec
+
+    apispec.install(app)  # JSON bodies bounded (size, depth) before any view
     from ecard.web import metrics
     from ecard.web.limits import init_limits
 

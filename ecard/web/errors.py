@@ -56,8 +56,10 @@ def _from_http(exc: HTTPException) -> Response:
         resp = jsonify({"error": f"http_{status}", "message": exc.name})
         resp.status_code = status
     for key, value in exc.get_headers():
-        if key.lower() in ("retry-after", "allow"):
+        if key.lower() == "retry-after":
             resp.headers["Retry-After"] = value
+        elif key.lower() == "allow":  # a 405 names the methods that are allowed
+            resp.headers["Allow"] = value
     return resp
 
 

@@ -1,20 +1,27 @@
-"""``/openapi.json`` and ``/metrics``."""
+"""``/openapi.json`` (generated from the models, :mod:`ecard.web.apispec`) and ``/metrics``."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
 from ecard.web import metrics
-from ecard.web.openapi import build_document
+from ecard.web.apispec import document, responses, validate
 
 bp = Blueprint("meta", __name__)
 
 
 @bp.get("/openapi.json")
+@validate(resp=responses({200: None}), tags=["health"])
 def openapi() -> Response:
-    return jsonify(build_document())
+    """This document (OpenAPI 3.1)"""
+    body: dict[str, Any] = document()
+    return jsonify(body)
 
 
 @bp.get("/metrics")
+@validate(resp=responses({200: None}), tags=["health"], produces="text/plain")
 def metrics_endpoint() -> Response:
+    """Prometheus metrics (no personal data)"""
     return metrics.render()

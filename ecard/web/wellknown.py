@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from ecard.errors import NotFoundError
+from ecard.web.apispec import responses, validate
 from ecard.web.http import services
+from ecard.web.schemas import Answer
 
 bp = Blueprint("wellknown", __name__)
 
@@ -13,17 +15,31 @@ bp = Blueprint("wellknown", __name__)
 STATUS_VALUES = {"active": 0, "revoked": 1, "suspended": 2}
 
 
+class Jwks(Answer):
+    """The public signing keys (RFC 7517 JWK Set)."""
+
+    keys: list[dict[str, str | list[str]]]
+
+
 @bp.get("/.well-known/jwks.json")
+@validate(resp=responses({200: Jwks}, 429, 503), tags=["well-known"])
 def jwks() -> Response:
+    """The public signing keys (JWKS)"""
     resp = jsonify(services().require_keys().jwks())
     resp.headers["Cache-Control"] = "public, max-age=300"
     return resp
 
 
 @bp.get("/api/v1/status-lists/<int:list_id>")
+@validate(
+    resp=responses({200: None}, 404, 429, 503),
+    tags=["well-known"],
+    produces="application/statuslist+jwt",
+)
 def status_list(list_id: int) -> Response:
-    """The signed status list token (``application/statuslist+jwt``), built fresh each time so a
-    suspension shows at once."""
+    """The signed Token Status List (application/statuslist+jwt)
+
+    Built fresh each time so a suspension shows at once."""
     from ecard.tokens.status import StatusList, issue_status_list_token
 
     svc = services()

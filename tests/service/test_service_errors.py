@@ -223,3 +223,35 @@ def test_scan_errors(client, creds) -> None:
     _is_error(r, 422, "qr_not_found")
     r = client.post("/api/v1/scan", data="x", content_type="text/plain", headers=creds.hospital)
     _is_error(r, 415, "unsupported_media_type")
+
+
+def test_405_keeps_allow_and_sends_no_retry_after(client) -> None:
+    r = client.delete("/api/v1/enrollments")
+    _is_error(r, 405, "method_not_allowed")
+    assert "POST" in r.headers["Allow"]
+    assert "Retry-After" not in r.headers
+
+
+DEEP = b"[" * 1000 + b"]" * 1000
+
+
+@pytest.mark.parametrize(
+    ("path", "who"),
+    [
+        ("/api/v1/cards/login", None),  # unauthenticated
+        ("/api/v1/enrollments", "channel"),
+        ("/api/v1/cards/verify", "channel"),
+        ("/api/v1/scan/confirm", "hospital"),
+    ],
+)
+@pytest.mark.parametrize("body", [DEEP, b'{"pin": ' + DEEP + b"}", b"[" * 40 + b"]" * 40])
+def test_deeply_nested_json_is_a_4xx(client, creds, path, who, body) -> None:
+    headers = getattr(creds, who) if who else {}
+    r = client.post(path, data=body, content_type="application/json", headers=headers)
+    _is_error(r, 400, "json_too_deep")
+
+
+def test_a_json_body_is_bounded(client, creds) -> None:
+    body = b'{"card_no": "' + b"1" * 70_000 + b'", "pin": "1"}'
+    r = client.post("/api/v1/cards/login", data=body, content_type="application/json")
+    _is_error(r, 413, "request_too_large")

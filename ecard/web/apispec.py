@@ -1,0 +1,318 @@
+"""The HTTP contract: one :class:`~spectree.SpecTree` validates every JSON route with the pydantic
+models of :mod:`ecard.web.schemas` and generates ``/openapi.json`` (OpenAPI 3.1) from them.
+
+How a route is written (the pattern every view follows)::
+
+    @bp.post("/<enrollment_id>/pin")
+    @validate(
+        json=PinBody,
+        resp=responses({201: Issued}, 401, 404, 409, 410, 422),
+        tags=["enroll"],
+        security=BEARER_ENROLL,
+        guard=lambda enrollment_id: citizen(enrollment_id),  # optional, see below
+    )
+    def set_pin(enrollment_id: str) -> tuple[Issued, int]:
+        body = parsed_json(PinBody)  # the validated model instance
+        ...
+        return Issued(card=..., card_no=...), 201
+
+* The body (``json=``), multipart fields (``form=``) and query (``query=``) are validated
+  before the view runs; a failure is our error JSON (:func:`validation_failed`): a missing
+  field is 400 ``missing_field``, a wrong one 422 ``invalid_field`` naming it, a body that is
+  not JSON 400 ``malformed_json``, not an object 400 ``bad_request``, another content type 415.
+  A validator that raises an :class:`~ecard.errors.EcardError` (a domain check) keeps its code.
+* ``guard`` runs before the body is validated, with the view's path arguments: authentication
+  (and any state check that must come first), so that a caller without credentials learns
+  nothing from the body's errors. Helpers that authenticate memoise in ``flask.g``, so the view
+  may call them again for their result.
+* The answer is a model instance (or ``(model, status)``); spectree checks it against the
+  documented model of that status. Errors are raised as :class:`~ecard.errors.EcardError` and
+  answered by :mod:`ecard.web.errors` (documented as the ``Error`` model).
+* A route whose answer is not JSON names its media type with ``produces=``.
+
+Every JSON request body is also bounded before any view runs
+(:func:`ecard.web.http.guard_json_body`): at most ``MAX_JSON_BYTES`` bytes (413
+``request_too_large``) and ``MAX_JSON_DEPTH`` levels of nesting (400 ``json_too_deep``), so a
+hostile body never reaches a recursive parser or validator.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from flask import Flask, current_app, request
+from pydantic import BaseModel, ValidationError
+from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
+from spectree.models import InType, SecureType
+from spectree.plugins.flask_plugin import FlaskPlugin
+from spectree.utils import get_multidict_items
+
+from ecard import __version__
+from ecard.errors import (
+    EcardError,
+    InvalidFieldError,
+    MissingFieldError,
+    RequestError,
+    UnsupportedMediaTypeError,
+)
+from ecard.web.http import guard_json_body, json_body
+from ecard.web.schemas import Error
+
+__all__ = [
+    "BASIC",
+    "BEARER_CARD",
+    "BEARER_ENROLL",
+    "DESK",
+    "api",
+    "document",
+    "install",
+    "parsed_form",
+    "parsed_json",
+    "parsed_query",
+    "responses",
+    "validate",
+]
+
+M = TypeVar("M", bound=BaseModel)
+View = Callable[..., Any]
+
+BASIC: dict[str, list[str]] = {"basic": []}
+BEARER_ENROLL: dict[str, list[str]] = {"enrollment": []}
+BEARER_CARD: dict[str, list[str]] = {"card": []}
+DESK: dict[str, list[str]] = {"desk": []}
+
+_CODE_NAMES = {
+    400: "Malformed request (bad JSON, missing field)",
+    401: "Missing or wrong credentials",
+    403: "Credentials without the needed scope, or a wrong PIN",
+    404: "Unknown id",
+    405: "Method not allowed",
+    409: "Wrong state for this step",
+    410: "The enrollment (or the capture) has expired",
+    413: "Too large",
+    415: "Wrong content type",
+    422: "A field has an invalid value",
+    423: "Locked after too many failures",
+    429: "Rate limited",
+    503: "Not ready (models or keys unavailable)",
+}
+
+
+# --- request parsing -------------------------------------------------------------------------
+
+
+def validation_failed(exc: ValidationError) -> EcardError:
+    """Our error for a pydantic validation failure: 400 ``missing_field`` when a required field
+    is absent, else 422 ``invalid_field`` naming the first wrong field and why."""
+    errors = exc.errors(include_url=False, include_input=False)
+    missing = [e for e in errors if e["type"] == "missing"]
+    if missing:
+        return MissingFieldError(f"The field '{_where(missing[0]['loc'])}' is required.")
+    first = errors[0] if errors else None
+    if first is None:
+        return InvalidFieldError()
+    where = _where(first["loc"])
+    reason = str(first["msg"]).removeprefix("Value error, ")
+    return InvalidFieldError(f"The field '{where}' is not valid: {reason}.".replace("..", "."))
+
+
+def _where(loc: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in loc) or "body"
+
+
+def _validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_failed(exc) from None
+
+
+def _form_data(model: type[BaseModel]) -> dict[str, Any]:
+    """Multipart text fields (first value, or the list for a list field) and file parts (bytes,
+    read from memory: :class:`~ecard.web.upload.MemoryRequest` never spools them)."""
+    data: dict[str, Any] = get_multidict_items(request.form, model)
+    for name in request.files:
+        parts = request.files.getlist(name)
+        field = model.model_fields.get(name)
+        is_list = field is not None and getattr(field.annotation, "__origin__", None) is list
+        contents = [p.read() for p in parts]
+        data[name] = contents if is_list else contents[0]
+    return data
+
+
+class _EcardPlugin(FlaskPlugin):
+    """spectree's Flask plugin with our parsing and errors (see the module docstring)."""
+
+    def request_validation(self, request, query, json, form, headers, cookies):  # type: ignore[no-untyped-def]
+        from spectree.plugins.base import Context
+
+        q = _validate(query, get_multidict_items(request.args, query)) if query else None
+        j = f = None
+        if json is not None and form is not None:
+            if request.mimetype == "multipart/form-data":
+                f = _validate(form, _form_data(form))
+            else:
+                j = _validate(json, json_body())
+        elif json is not None:
+            j = _validate(json, json_body())
+        elif form is not None:
+            if request.mimetype != "multipart/form-data":
+                raise UnsupportedMediaTypeError("Send the upload as multipart/form-data.")
+            f = _validate(form, _form_data(form))
+        h = _validate(headers, dict(request.headers)) if headers else None
+        c = _validate(cookies, get_multidict_items(request.cookies)) if cookies else None
+        request.context = Context(q, j, f, h, c)
+
+    def validate(self, func, *args, **kwargs):  # type: ignore[no-untyped-def]
+        guard = getattr(func, "__ecard_guard__", None)
+        if guard is not None:
+            # args: query, json, form, headers, cookies, resp, before, after, status, skip,
+            # force; kwargs: the view's path arguments
+            guard(**kwargs)
+        return super().validate(func, *args, **kwargs)
+
+
+api = SpecTree(
+    "flask",
+    backend=_EcardPlugin,
+    mode="strict",
+    title="ecard",
+    version=__version__,
+    description=(
+        "Electronic social security cards issued after blink liveness and ID-photo matching. "
+        'Every error is `{"error": code, "message": text}`.'
+    ),
+    validation_error_status=422,
+    validation_error_model=Error,
+    naming_strategy=lambda model: model.__name__,
+    nested_naming_strategy=lambda _parent, child: child,
+    security_schemes=[
+        SecurityScheme(
+            name="basic",
+            data=SecuritySchemeData(
+                type=SecureType.HTTP, scheme="basic", description="client_id:client_secret"
+            ),
+        ),
+        SecurityScheme(
+            name="enrollment",
+            data=SecuritySchemeData(
+                type=SecureType.HTTP, scheme="bearer", description="the enrollment token"
+            ),
+        ),
+        SecurityScheme(
+            name="card",
+            data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer", bearer_format="JWT"),
+        ),
+        SecurityScheme(
+            name="desk",
+            data=SecuritySchemeData(
+                type=SecureType.API_KEY,
+                name="X-CSRF-Token",
+                field_in=InType.HEADER,
+                description="the hospital desk's session cookie plus its CSRF token",
+            ),
+        ),
+    ],
+)
+
+
+def responses(ok: dict[int, type[BaseModel] | None], *errors: int) -> Response:
+    """A spectree :class:`~spectree.Response`: the success models and the error statuses (each
+    answered with :class:`~ecard.web.schemas.Error`)."""
+    codes: dict[str, Any] = {f"HTTP_{code}": model for code, model in ok.items()}
+    for code in errors:
+        codes[f"HTTP_{code}"] = (Error, _CODE_NAMES.get(code, "Error"))
+    return Response(**codes)
+
+
+def validate(
+    *,
+    json: type[BaseModel] | None = None,
+    form: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    resp: Response | None = None,
+    tags: Sequence[str] = (),
+    security: dict[str, list[str]] | None = None,
+    guard: Callable[..., Any] | None = None,
+    produces: str | None = None,
+) -> Callable[[View], View]:
+    """``api.validate`` plus ``guard`` (runs first) and ``produces`` (a non-JSON answer)."""
+
+    def deco(func: View) -> View:
+        if guard is not None:
+            func.__ecard_guard__ = guard  # type: ignore[attr-defined]
+        if produces is not None:
+            func.__ecard_produces__ = produces  # type: ignore[attr-defined]
+        wrapped = api.validate(
+            json=json,
+            form=form,
+            query=query,
+            resp=resp,
+            tags=tags,
+            security=security if security is not None else {},
+        )(func)
+        return wrapped
+
+    return deco
+
+
+def _context(name: str, model: type[M]) -> M:
+    value = getattr(getattr(request, "context", None), name, None)
+    if not isinstance(value, model):
+        raise RequestError(f"This request has no {name} body of the expected shape.")
+    return value
+
+
+def parsed_json(model: type[M]) -> M:
+    """The validated JSON body of the current request (after ``@validate(json=model)``)."""
+    return _context("json", model)
+
+
+def parsed_form(model: type[M]) -> M:
+    """The validated multipart fields of the current request (``@validate(form=model)``)."""
+    return _context("form", model)
+
+
+def parsed_query(model: type[M]) -> M:
+    return _context("query", model)
+
+
+# --- the document ----------------------------------------------------------------------------
+
+
+def _build_document(app: Flask) -> dict[str, Any]:
+    # spectree's generator consumes the nested definitions of its model table: keep a copy so
+    # each application builds its own complete document.
+    saved = copy.deepcopy(api.models)
+    try:
+        doc = api._generate_spec()
+    finally:
+        api.models = saved
+    for rule in app.url_map.iter_rules():
+        media = getattr(app.view_functions[rule.endpoint], "__ecard_produces__", None)
+        if media is None:
+            continue
+        path = api.backend.parse_path(rule, None)[0]
+        for method, op in doc["paths"].get(path, {}).items():
+            ok = op["responses"].get("200")
+            if ok is not None and method.upper() in (rule.methods or ()):
+                ok["content"] = {media: {"schema": {"type": "string"}}}
+    return doc
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the current application (built once per application)."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    cached = app.extensions.get("ecard.openapi")
+    if cached is None:
+        cached = _build_document(app)
+        app.extensions["ecard.openapi"] = cached
+    result: dict[str, Any] = copy.deepcopy(cached)
+    return result
+
+
+def install(app: Flask) -> None:
+    """Called by ``create_app``: the JSON body guard runs before every view."""
+    app.before_request(guard_json_body)
