@@ -8,13 +8,17 @@ or face encodings.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import case, delete, insert, literal, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ecard.store.db import Store
-from ecard.store.models import AttemptRow, AuditEvent, UsedToken
+from ecard.store.models import AttemptRow, AuditEvent, UsedToken, UTCDateTime
+
+if TYPE_CHECKING:
+    from ecard.tokens.pin import LockoutPolicy, Reservation
 
 
 def record(
@@ -61,7 +65,15 @@ class DbReplayGuard:
 
 
 class DbAttemptCounter:
-    """Consecutive failures per key (e.g. ``pin:<card id>``), updated with atomic SQL."""
+    """Failed tries per key (e.g. ``pin:<card id>``), reserved with one atomic SQL statement.
+
+    :meth:`reserve` is ``UPDATE attempt_counters SET <one more failure, the window, the next
+    allowed time> WHERE key = :key AND <the policy allows a try now> RETURNING ...``: the
+    database row lock orders concurrent tries (SQLite: the write lock of ``BEGIN IMMEDIATE``;
+    PostgreSQL: the row lock of the UPDATE, the WHERE re-evaluated on the newest row), so no
+    two tries can both see the last free slot. The first failure of a key inserts its row (a
+    concurrent insert loses on the primary key and retries as an UPDATE).
+    """
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -71,25 +83,76 @@ class DbAttemptCounter:
             value = s.scalar(select(AttemptRow.failures).where(AttemptRow.key == key))
         return int(value or 0)
 
-    def fail(self, key: str, now: datetime | None = None) -> int:
-        """Count one more failure; returns the new count (exact under concurrency)."""
+    def reserve(self, key: str, policy: LockoutPolicy, now: datetime | None = None) -> Reservation:
+        """Count one try of ``key`` as a failure if ``policy`` allows a try at ``now``."""
+        from ecard.tokens.pin import Reservation, refusal
+
         now = now or datetime.now(UTC)
+        utc = UTCDateTime()
+        window_ago = literal(now - policy.window, utc)
+        fresh = or_(AttemptRow.window_start.is_(None), AttemptRow.window_start <= window_ago)
+        allowed = [
+            AttemptRow.key == key,
+            or_(AttemptRow.next_try_at.is_(None), AttemptRow.next_try_at <= literal(now, utc)),
+            or_(fresh, AttemptRow.window_failures < policy.window_limit),
+        ]
+        if policy.max_consecutive is not None:
+            allowed.append(AttemptRow.failures < policy.max_consecutive)
         with self._store.write() as s:
-            res = s.execute(
+            got = s.execute(
                 update(AttemptRow)
-                .where(AttemptRow.key == key)
-                .values(failures=AttemptRow.failures + 1, updated_at=now)
-                .returning(AttemptRow.failures)
+                .where(*allowed)
+                .values(
+                    failures=AttemptRow.failures + 1,
+                    window_failures=case((fresh, 1), else_=AttemptRow.window_failures + 1),
+                    window_start=case((fresh, literal(now, utc)), else_=AttemptRow.window_start),
+                    next_try_at=_next_try(policy, now),
+                    updated_at=now,
+                )
+                .returning(AttemptRow.failures, AttemptRow.window_failures, AttemptRow.window_start)
             ).first()
-            if res is not None:
-                return int(res[0])
+            if got is not None:
+                return Reservation(True, int(got[0]), int(got[1]), None, got[2])
+            row = s.get(AttemptRow, key)
+            if row is not None:
+                return refusal(
+                    policy,
+                    row.failures,
+                    row.window_start or now,
+                    row.window_failures,
+                    row.next_try_at,
+                    now,
+                )
+        delay = policy.delay_after(1)
         try:
             with self._store.write() as s:
-                s.execute(insert(AttemptRow).values(key=key, failures=1, updated_at=now))
-            return 1
+                s.execute(
+                    insert(AttemptRow).values(
+                        key=key,
+                        failures=1,
+                        window_start=now,
+                        window_failures=1,
+                        next_try_at=now + delay if delay else None,
+                        updated_at=now,
+                    )
+                )
         except IntegrityError:  # another request created the row first
-            return self.fail(key, now)
+            return self.reserve(key, policy, now)
+        return Reservation(True, 1, 1, None, now)
 
     def reset(self, key: str) -> None:
         with self._store.write() as s:
             s.execute(delete(AttemptRow).where(AttemptRow.key == key))
+
+
+def _next_try(policy: LockoutPolicy, now: datetime) -> Any:
+    """SQL for the next allowed time after one more failure (``failures + 1``): the policy's
+    delay table as a CASE, from the longest wait down."""
+    n = AttemptRow.failures + 1
+    utc = UTCDateTime()
+    whens = []
+    for i in range(len(policy.delays) - 1, -1, -1):
+        whens.append((n >= policy.free_tries + i, literal(now + policy.delays[i], utc)))
+    if not whens:
+        return null()
+    return case(*whens, else_=null())

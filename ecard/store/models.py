@@ -137,6 +137,10 @@ class Enrollment(Base):
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     reason: Mapped[str | None] = mapped_column(String(40))
+    #: ``issue`` (a new card) or ``recover`` (a face check for the live card ``card_id``: new
+    #: PIN and/or loss report, ecard/recovery.py).
+    purpose: Mapped[str] = mapped_column(String(16), default="issue", server_default="issue")
+    card_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class CaptureRow(Base):
@@ -244,10 +248,30 @@ class UsedToken(Base):
 
 
 class AttemptRow(Base):
-    """Failed-attempt counters (PIN guesses) keyed by subject, incremented atomically."""
+    """Failed-attempt counters (PIN guesses, desk logins) keyed by subject, reserved atomically
+    (ecard.store.audit.DbAttemptCounter): consecutive ``failures``, the failures of the window
+    that started at ``window_start``, and the earliest time of the next try."""
 
     __tablename__ = "attempt_counters"
 
     key: Mapped[str] = mapped_column(String(80), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    window_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_try_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DeskScan(Base):
+    """A hospital's scan of a card's QR code (ecard/hospital.py): what a settlement confirmation
+    must name. ``id`` goes to that hospital only; ``jti`` is the QR token's (spent once)."""
+
+    __tablename__ = "desk_scans"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(64), unique=True)
+    hospital: Mapped[str] = mapped_column(String(64))
+    card_id: Mapped[str] = mapped_column(String(32), index=True)
+    scanned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -17,9 +17,16 @@ Storage: ``argon2id(HMAC-SHA256(pepper, pin))`` with the OWASP parameters (19 Mi
 The pepper is 32 random bytes in ``<instance>/pin_pepper`` (mode 0600), never in the database,
 so a stolen database alone cannot be brute-forced even over the 10^6 possible PINs.
 
-Lockout: :class:`PinGuard` counts a failure *before* checking, through an
-:class:`AttemptCounter` whose ``fail`` is atomic; so however many guesses race, at most
-:data:`MAX_FAILURES` are ever checked after the last success. A correct PIN resets the count.
+Lockout (:class:`LockoutPolicy`, docs/service.md "PIN policy and lockout"): per card, with a
+time-based component so that nobody who merely knows a card number can lock it for good:
+the first :data:`FREE_TRIES` wrong PINs cost nothing, each later one imposes a growing wait
+(1 min, 5 min, 30 min, then 1 h), at most :data:`DAILY_LIMIT` wrong PINs are checked in any
+24 hours, and after :data:`MAX_CONSECUTIVE` consecutive wrong PINs (NIST SP 800-63B §5.2.2:
+"no more than 100 consecutive failed attempts") the PIN is blocked until the holder sets a new
+one after a fresh face check (``ecard.recovery``). The holder can always report a loss, PIN or
+not. :class:`PinGuard` reserves a try *before* checking, through an :class:`AttemptCounter`
+whose ``reserve`` is atomic (one SQL ``UPDATE ... WHERE <allowed> RETURNING``), so however
+many guesses race, no more are ever checked than the policy allows. A correct PIN resets it.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ import re
 import secrets
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -47,11 +56,10 @@ from ecard.errors import (
     PinLockedError,
     PinRepeatedError,
     PinSequenceError,
+    PinWaitError,
     WrongPinError,
 )
 
-#: Consecutive wrong PINs before the card is locked for PIN use.
-MAX_FAILURES = 6
 PIN_LENGTH = 6
 
 _SIX_DIGITS = re.compile(r"[0-9]{6}")
@@ -217,77 +225,220 @@ class PinHasher:
 
 # --- lockout -----------------------------------------------------------------------------
 
+#: Consecutive wrong PINs that cost no wait (a holder mistyping twice never notices).
+FREE_TRIES = 5
+#: The wait imposed by each wrong PIN after the free ones: the 5th wrong PIN gives 1 min, the
+#: 6th 5 min, the 7th 30 min, every later one 1 h.
+DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=1))
+#: Wrong PINs checked per card in any rolling 24 hours (a stranger's guesses per day).
+DAILY_LIMIT = 10
+#: NIST SP 800-63B §5.2.2: at most 100 consecutive failed attempts on one account; after that
+#: the PIN is blocked until reset by a fresh face check (reporting a loss still works).
+MAX_CONSECUTIVE = 100
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """How wrong tries are limited per key.
+
+    ``free_tries`` consecutive failures cost nothing; failure number ``free_tries + i`` makes the
+    key wait ``delays[min(i, len(delays) - 1)]`` before the next try (no wait when ``delays`` is
+    empty); at most ``window_limit`` failures count in any ``window``; after ``max_consecutive``
+    consecutive failures (None: no such limit) the key is blocked until :meth:`PinGuard.reset`.
+    """
+
+    free_tries: int = FREE_TRIES
+    delays: tuple[timedelta, ...] = DELAYS
+    window: timedelta = timedelta(hours=24)
+    window_limit: int = DAILY_LIMIT
+    max_consecutive: int | None = MAX_CONSECUTIVE
+
+    def __post_init__(self) -> None:
+        if self.free_tries < 1 or self.window_limit < 1:
+            raise ValueError("free_tries and window_limit must be >= 1")
+        if self.max_consecutive is not None and self.max_consecutive < self.free_tries:
+            raise ValueError("max_consecutive must be >= free_tries")
+
+    def delay_after(self, failures: int) -> timedelta | None:
+        """The wait after the ``failures``-th consecutive failure, or None."""
+        if not self.delays or failures < self.free_tries:
+            return None
+        return self.delays[min(failures - self.free_tries, len(self.delays) - 1)]
+
+
+#: The card PIN's policy (the figures above).
+PIN_LOCKOUT = LockoutPolicy()
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The answer of :meth:`AttemptCounter.reserve`.
+
+    ``allowed``: this try may be checked (and already counts as a failure: ``failures`` is the
+    new consecutive count, ``window_failures`` the count in the window). Refused: ``retry_at``
+    is when a try is possible again, None when blocked until a reset.
+    """
+
+    allowed: bool
+    failures: int
+    window_failures: int = 0
+    retry_at: datetime | None = None
+    window_start: datetime | None = None
+
 
 class AttemptCounter(Protocol):
-    """Consecutive PIN failures per key (e.g. ``pin:<card id>``).
+    """Failed tries per key (e.g. ``pin:<card id>``, ``desk-login:<address>``).
 
-    ``fail`` must be atomic across every process (an SQL ``UPDATE ... SET n = n + 1 RETURNING
-    n``): it adds one failure and returns the new count. The service implements it on its
-    database (``ecard.store.audit.DbAttemptCounter``); :class:`MemoryAttemptCounter` serves one
-    process.
+    ``reserve`` must be atomic across every process: it checks that ``policy`` allows a try at
+    ``now`` and, in the same step, counts it as a failure (an SQL ``UPDATE ... WHERE <allowed>
+    RETURNING``). The service implements it on its database (``ecard.store.audit.
+    DbAttemptCounter``); :class:`MemoryAttemptCounter` serves one process.
     """
 
     def failures(self, key: str) -> int: ...
 
-    def fail(self, key: str) -> int: ...
+    def reserve(self, key: str, policy: LockoutPolicy, now: datetime) -> Reservation: ...
 
     def reset(self, key: str) -> None: ...
 
 
+@dataclass
+class _Count:
+    failures: int
+    window_start: datetime
+    window_failures: int
+    next_try_at: datetime | None
+
+
+def refusal(
+    policy: LockoutPolicy,
+    failures: int,
+    window_start: datetime,
+    window_failures: int,
+    next_try_at: datetime | None,
+    now: datetime,
+) -> Reservation:
+    """Why ``policy`` refuses a try now, as a :class:`Reservation` (shared by the counters)."""
+    if policy.max_consecutive is not None and failures >= policy.max_consecutive:
+        return Reservation(False, failures, window_failures, None)
+    retry = next_try_at if next_try_at is not None and next_try_at > now else now
+    if window_start > now - policy.window and window_failures >= policy.window_limit:
+        retry = max(retry, window_start + policy.window)
+    return Reservation(False, failures, window_failures, retry)
+
+
 class MemoryAttemptCounter:
-    """Thread-safe in-memory :class:`AttemptCounter`."""
+    """Thread-safe in-memory :class:`AttemptCounter` (the same rules as the database one)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, _Count] = {}
 
     def failures(self, key: str) -> int:
         with self._lock:
-            return self._counts.get(key, 0)
+            c = self._counts.get(key)
+            return c.failures if c else 0
 
-    def fail(self, key: str) -> int:
+    def reserve(self, key: str, policy: LockoutPolicy, now: datetime) -> Reservation:
         with self._lock:
-            n = self._counts.get(key, 0) + 1
-            self._counts[key] = n
-            return n
+            c = self._counts.get(key)
+            if c is None:
+                c = self._counts[key] = _Count(0, now, 0, None)
+            fresh_window = c.window_start <= now - policy.window
+            allowed = (
+                (c.next_try_at is None or c.next_try_at <= now)
+                and (policy.max_consecutive is None or c.failures < policy.max_consecutive)
+                and (fresh_window or c.window_failures < policy.window_limit)
+            )
+            if not allowed:
+                return refusal(
+                    policy, c.failures, c.window_start, c.window_failures, c.next_try_at, now
+                )
+            c.failures += 1
+            if fresh_window:
+                c.window_start, c.window_failures = now, 1
+            else:
+                c.window_failures += 1
+            delay = policy.delay_after(c.failures)
+            c.next_try_at = now + delay if delay else None
+            return Reservation(True, c.failures, c.window_failures, None, c.window_start)
 
     def reset(self, key: str) -> None:
         with self._lock:
             self._counts.pop(key, None)
 
 
-class PinGuard:
-    """Lock a key after :data:`MAX_FAILURES` consecutive wrong PINs.
+def _minutes(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.0f} h"
 
-    Each try first *reserves* a failure (atomic ``fail``); only tries whose reservation is within
-    the limit are checked at all, and a correct PIN resets the count. Concurrent guesses
-    therefore can never get more than ``limit`` checks: the counter, not a read-then-write, is
-    the authority. Raises ``pin_locked`` or ``wrong_pin`` (with the tries left).
+
+class PinGuard:
+    """Limit wrong PINs per key with a :class:`LockoutPolicy` (default :data:`PIN_LOCKOUT`).
+
+    Each try first *reserves* a failure (atomic ``reserve``); only reserved tries are checked at
+    all, and a correct PIN resets the count. Concurrent guesses can therefore never get more
+    checks than the policy allows: the counter, not a read-then-write, is the authority.
+    Raises ``wrong_pin`` (403, with the tries left before a wait), ``pin_wait`` (429, with
+    ``retry_after`` seconds) or ``pin_locked`` (423: blocked until reset by a face check).
+    ``clock`` gives the current time (tests pass their own).
     """
 
-    def __init__(self, counter: AttemptCounter, limit: int = MAX_FAILURES) -> None:
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
+    def __init__(
+        self,
+        counter: AttemptCounter,
+        policy: LockoutPolicy = PIN_LOCKOUT,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.counter = counter
-        self.limit = limit
+        self.policy = policy
+        self.clock = clock or (lambda: datetime.now(UTC))
 
-    def remaining(self, key: str) -> int:
-        return max(0, self.limit - self.counter.failures(key))
+    def reset(self, key: str) -> None:
+        """Forget the failures of ``key`` (after a right PIN, or a new PIN set after a face
+        check)."""
+        self.counter.reset(key)
 
-    def check(self, key: str, is_correct: Callable[[], bool]) -> None:
-        """Run ``is_correct`` (the slow hash check) if ``key`` is not locked, and count it."""
-        if self.counter.failures(key) >= self.limit:
-            raise PinLockedError()
-        n = self.counter.fail(key)
-        if n > self.limit:
-            raise PinLockedError()
+    def check(
+        self, key: str, is_correct: Callable[[], bool], *, now: datetime | None = None
+    ) -> None:
+        """Run ``is_correct`` (the slow hash check) if the policy allows a try, and count it."""
+        now = now or self.clock()
+        got = self.counter.reserve(key, self.policy, now)
+        if not got.allowed:
+            raise self._refused(got, now)
         if is_correct():
             self.counter.reset(key)
             return
-        left = self.limit - n
-        if left <= 0:
-            raise PinLockedError("Too many wrong PINs; the card is now locked for PIN use.")
-        raise WrongPinError(f"The PIN is wrong; {left} {'try' if left == 1 else 'tries'} left.")
+        p = self.policy
+        if p.max_consecutive is not None and got.failures >= p.max_consecutive:
+            raise PinLockedError()
+        waits = []
+        delay = p.delay_after(got.failures)
+        if delay is not None:
+            waits.append(now + delay)
+        if got.window_failures >= p.window_limit and got.window_start is not None:
+            waits.append(got.window_start + p.window)
+        if waits:
+            raise self._wait("The PIN is wrong", max(waits), now)
+        left = p.free_tries - got.failures
+        raise WrongPinError(
+            f"The PIN is wrong; {left} {'try' if left == 1 else 'tries'} left before a wait."
+        )
+
+    def _refused(self, got: Reservation, now: datetime) -> Exception:
+        if got.retry_at is None:
+            return PinLockedError()
+        return self._wait("Too many wrong PINs", got.retry_at, now)
+
+    @staticmethod
+    def _wait(head: str, retry_at: datetime, now: datetime) -> PinWaitError:
+        seconds = max(1, int((retry_at - now).total_seconds() + 0.999))
+        return PinWaitError(f"{head}; try again in {_minutes(seconds)}.", retry_after=seconds)
 
     def check_pin(self, key: str, pin: object, stored_hash: str, pepper: bytes) -> None:
         """:meth:`check` with :func:`verify_pin` against ``stored_hash``."""

@@ -16,6 +16,7 @@ from ecard.store import Store, open_store
 from ecard.store.audit import DbAttemptCounter, DbReplayGuard
 from ecard.store.engine import normalize_url
 from ecard.store.models import Base, Card, Citizen, Enrollment, StatusListRow
+from ecard.tokens.pin import LockoutPolicy
 
 
 def test_migrations_match_the_models(store: Store) -> None:
@@ -32,7 +33,7 @@ def test_migrating_twice_changes_nothing(db_url: str) -> None:
     first.close()
     again = open_store(db_url)
     with again.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
     again.close()
 
 
@@ -139,13 +140,14 @@ def test_replay_guard_lets_one_of_many_concurrent_uses_through(store: Store) -> 
 
 
 def test_attempt_counter_counts_every_concurrent_failure(store: Store) -> None:
+    unlimited = LockoutPolicy(delays=(), window_limit=1000, max_consecutive=None)
     counter = DbAttemptCounter(store)
     seen: list[int] = []
     barrier = threading.Barrier(10)
 
     def fail() -> None:
         barrier.wait()
-        seen.append(counter.fail("pin:x"))
+        seen.append(counter.reserve("pin:x", unlimited, datetime.now(UTC)).failures)
 
     threads = [threading.Thread(target=fail) for _ in range(10)]
     for t in threads:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import stat
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from ecard.errors import ConfigError, PinLockedError, PinPolicyError, WrongPinError
+from ecard.errors import ConfigError, PinLockedError, PinPolicyError, PinWaitError, WrongPinError
 from ecard.tokens.pin import (
     COMMON_PINS,
-    MAX_FAILURES,
+    DAILY_LIMIT,
+    FREE_TRIES,
+    MAX_CONSECUTIVE,
+    PIN_LOCKOUT,
+    LockoutPolicy,
     MemoryAttemptCounter,
     PinGuard,
     PinHasher,
@@ -176,39 +181,129 @@ def test_pin_hasher_binds_the_pepper(tmp_path: Path) -> None:
 
 # --- lockout -------------------------------------------------------------------------------
 
+T0 = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
 
-def test_six_wrong_then_locked_even_with_the_right_pin() -> None:
-    guard = PinGuard(MemoryAttemptCounter())
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+def _code(guard: PinGuard, key: str, right: bool) -> str:
+    try:
+        guard.check(key, lambda: right)
+    except (WrongPinError, PinWaitError, PinLockedError) as exc:
+        return exc.code
+    return "ok"
+
+
+def test_five_free_tries_then_a_wait_that_even_the_right_pin_must_respect() -> None:
+    clock = Clock()
+    guard = PinGuard(MemoryAttemptCounter(), clock=clock)
     messages = []
-    for _ in range(MAX_FAILURES - 1):
+    for _ in range(FREE_TRIES - 1):
         with pytest.raises(WrongPinError) as exc:
             guard.check("pin:c1", lambda: False)
         messages.append(exc.value.message)
-    assert "5 tries left" in messages[0] and "1 try left" in messages[-1]
-    with pytest.raises(PinLockedError):
-        guard.check("pin:c1", lambda: False)  # the sixth wrong one locks
-    with pytest.raises(PinLockedError):
-        guard.check("pin:c1", lambda: True)  # now even the right PIN is refused
-    assert guard.remaining("pin:c1") == 0
+    assert "4 tries left" in messages[0] and "1 try left" in messages[-1]
+    with pytest.raises(PinWaitError) as wait:
+        guard.check("pin:c1", lambda: False)  # the fifth wrong PIN: 1 min
+    assert wait.value.retry_after == 60 and wait.value.status == 429
+    with pytest.raises(PinWaitError):
+        guard.check("pin:c1", lambda: True)  # not even the right PIN is checked meanwhile
     guard.check("pin:c2", lambda: True)  # other cards are not affected
+    clock.advance(seconds=61)
+    guard.check("pin:c1", lambda: True)  # a minute later the holder gets in
+    assert guard.counter.failures("pin:c1") == 0
+
+
+def test_the_wait_grows_and_ten_wrong_pins_a_day_at_most() -> None:
+    clock = Clock()
+    guard = PinGuard(MemoryAttemptCounter(), clock=clock)
+    for _ in range(4):
+        assert _code(guard, "k", False) == "wrong_pin"
+    waits = []
+    for _ in range(6):  # wrong PINs 5-10, each as soon as it is allowed
+        with pytest.raises(PinWaitError) as exc:
+            guard.check("k", lambda: False)
+        waits.append(exc.value.retry_after)
+        clock.advance(seconds=exc.value.retry_after)
+    assert waits[:5] == [60, 300, 1800, 3600, 3600]
+    # the tenth wrong PIN of the day: the next try is 24 h after the first failure
+    elapsed = sum(waits[:5])
+    assert waits[5] == 24 * 3600 - elapsed
+    assert _code(guard, "k", True) == "ok"  # a day later, the right PIN works again
+
+
+def test_a_stranger_never_locks_the_card_for_good_and_gets_at_most_100_guesses() -> None:
+    """Guessing as fast as the policy allows: 10 checks a day, so the NIST SP 800-63B limit
+    of 100 consecutive failures takes 10 days; then the PIN is blocked until the holder sets a
+    new one after a face check (the reset), never before, and the holder can always reset."""
+    clock = Clock()
+    guard = PinGuard(MemoryAttemptCounter(), clock=clock)
+    checks = 0
+
+    def wrong() -> bool:
+        nonlocal checks
+        checks += 1
+        return False
+
+    days = 0
+    while True:
+        try:
+            guard.check("k", wrong)
+        except WrongPinError:
+            continue
+        except PinWaitError as exc:
+            clock.advance(seconds=exc.retry_after)
+            continue
+        except PinLockedError:
+            break
+        raise AssertionError("a wrong PIN was accepted")
+    days = (clock.now - T0).days
+    assert checks == MAX_CONSECUTIVE == 100
+    assert 9 <= days <= 10
+    assert _code(guard, "k", True) == "pin_locked"
+    guard.reset("k")  # the holder's new PIN after a fresh face check
+    assert _code(guard, "k", True) == "ok"
 
 
 def test_success_resets_the_count() -> None:
     counter = MemoryAttemptCounter()
     guard = PinGuard(counter)
-    for _ in range(5):
+    for _ in range(4):
         with pytest.raises(WrongPinError):
             guard.check("k", lambda: False)
     guard.check("k", lambda: True)
     assert counter.failures("k") == 0
-    for _ in range(5):
-        with pytest.raises(WrongPinError):
-            guard.check("k", lambda: False)
+    with pytest.raises(WrongPinError) as exc:
+        guard.check("k", lambda: False)
+    assert exc.value.message.endswith("4 tries left before a wait.")
 
 
-def test_concurrent_guesses_never_get_more_than_six_checks(stored: str, pepper: bytes) -> None:
-    """40 threads guess at once, each running the real argon2id check: at most six checks
-    ever run, and everyone else is told the card is locked."""
+def test_policy_figures() -> None:
+    assert (FREE_TRIES, DAILY_LIMIT, MAX_CONSECUTIVE) == (5, 10, 100)
+    assert [PIN_LOCKOUT.delay_after(n) for n in (4, 5, 6, 7, 8, 50)] == [
+        None,
+        timedelta(minutes=1),
+        timedelta(minutes=5),
+        timedelta(minutes=30),
+        timedelta(hours=1),
+        timedelta(hours=1),
+    ]
+    with pytest.raises(ValueError):
+        LockoutPolicy(free_tries=0)
+
+
+def test_concurrent_guesses_never_get_more_than_the_free_checks(stored: str, pepper: bytes) -> None:
+    """40 threads guess at once, each running the real argon2id check: the fifth reservation
+    already sets the wait, so five checks run and everyone else is told to wait."""
     guard = PinGuard(MemoryAttemptCounter())
     checks = 0
     lock = threading.Lock()
@@ -226,7 +321,7 @@ def test_concurrent_guesses_never_get_more_than_six_checks(stored: str, pepper: 
         try:
             guard.check("pin:card", is_correct)
             outcomes.append("ok")
-        except (WrongPinError, PinLockedError) as exc:
+        except (WrongPinError, PinWaitError, PinLockedError) as exc:
             outcomes.append(exc.code)
 
     threads = [threading.Thread(target=wrong_guess, args=(i,)) for i in range(40)]
@@ -234,9 +329,9 @@ def test_concurrent_guesses_never_get_more_than_six_checks(stored: str, pepper: 
         t.start()
     for t in threads:
         t.join()
-    assert checks == MAX_FAILURES
-    assert outcomes.count("wrong_pin") == MAX_FAILURES - 1
-    assert outcomes.count("pin_locked") == 40 - (MAX_FAILURES - 1)
+    assert checks == FREE_TRIES
+    assert outcomes.count("wrong_pin") == FREE_TRIES - 1
+    assert outcomes.count("pin_wait") == 40 - (FREE_TRIES - 1)
     assert "ok" not in outcomes
 
 
@@ -245,4 +340,4 @@ def test_guard_check_pin_uses_the_hash(stored: str, pepper: bytes) -> None:
     with pytest.raises(WrongPinError):
         guard.check_pin("k", "111112", stored, pepper)
     guard.check_pin("k", "482913", stored, pepper)
-    assert guard.remaining("k") == MAX_FAILURES
+    assert guard.counter.failures("k") == 0
