@@ -3,10 +3,18 @@
 SQLite runs in WAL mode with foreign keys on and a busy timeout; write transactions start with
 ``BEGIN IMMEDIATE`` so that two writers queue on the lock instead of failing half-way with
 "database is locked". A ``postgresql://`` URL is mapped to the psycopg 3 driver.
+
+The SQLite file holds ID numbers, names, ID photos and face templates: it is created 0600
+before SQLite opens it (SQLite gives its ``-wal`` and ``-shm`` files the mode of the database
+file), and an existing file (or ``-wal``/``-shm``) with a looser mode is closed again, whatever
+the umask.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -42,6 +50,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         if url in ("sqlite://", "sqlite:///:memory:"):
             raise ConfigError("An in-memory SQLite database cannot be shared; use a file.")
+        _private_sqlite_files(make_url(url).database)
         kwargs.setdefault(
             "connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
         )
@@ -52,6 +61,28 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
     return create_engine(url, **kwargs)
+
+
+#: Database file and the files SQLite keeps beside it in WAL mode.
+_SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def _private_sqlite_files(database: str | None) -> None:
+    """Create the SQLite file 0600 (its folder 0700 if we make it); tighten looser modes."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise ConfigError(f"The SQLite database {path} cannot be created.") from exc
+    for suffix in _SQLITE_SUFFIXES:
+        with contextlib.suppress(FileNotFoundError):
+            side = Path(f"{path}{suffix}")
+            if side.stat().st_mode & 0o077:
+                os.chmod(side, 0o600)
 
 
 def make_fork_safe(engine: Engine) -> None:

@@ -8,7 +8,6 @@ Any JOSE library verifies it with nothing but the published JWKS.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,10 +29,15 @@ DEFAULT_ISSUER = "http://127.0.0.1:8000"
 
 def issuer_from_env(env: Mapping[str, str] | None = None) -> str:
     """The ``iss`` of this deployment: ``ECARD_ISSUER``, else ``ECARD_PUBLIC_URL``, else the
-    local default. Issuing and verifying must use the same value."""
-    env = os.environ if env is None else env
-    value = env.get("ECARD_ISSUER") or env.get("ECARD_PUBLIC_URL") or DEFAULT_ISSUER
-    return value.rstrip("/")
+    address ``ecard serve`` listens on (``ECARD_BIND``, default :data:`DEFAULT_ISSUER`).
+    Issuing and verifying must use the same value.
+
+    A shortcut for ``load_settings(env).card_issuer`` (:mod:`ecard.config` is the one reader
+    of the environment); code that already holds a ``Settings`` uses ``card_issuer``.
+    """
+    from ecard.config import load_settings
+
+    return load_settings(env).card_issuer
 
 
 @dataclass(frozen=True)

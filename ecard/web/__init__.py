@@ -6,31 +6,44 @@ Heavy services (store, face models, signing keys) are built once here and kept i
 well-known, health, meta (OpenAPI, metrics); the pages blueprint registers in
 :func:`_register_blueprints`.
 
-``config`` (a mapping) replaces the environment when given: keys ``ECARD_*`` as in CONTRACT.md
-plus the web settings of :func:`~ecard.web.services.load_web_settings`, and ``STORE``,
-``FACE_MODELS``, ``KEYSTORE`` (ready objects), ``LOAD_MODELS`` (``"0"``: do not load), ``TESTING``.
+``config`` is a ready :class:`~ecard.config.Settings`, or a mapping that replaces the
+environment: keys ``ECARD_*`` (every variable of docs/service.md, "Configuration"), and the
+test-only keys ``STORE``, ``FACE_MODELS``, ``PAD_MODELS``, ``KEYSTORE`` (ready objects),
+``LOAD_MODELS`` and ``TESTING`` (booleans: ``"0"``/``"false"`` are false). Without ``config``
+the settings are read from the environment once, here (:func:`ecard.config.load_settings`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response
 
-from ecard.config import load_settings
+from ecard.config import ENV_PREFIX, Settings, load_settings, parse_flag
 from ecard.web.errors import register_error_handlers
-from ecard.web.services import Services, build_services, load_web_settings
+from ecard.web.services import Services, build_services
 
 __all__ = ["Services", "create_app"]
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """A ready application. Without ``config`` it reads the environment (``ecard serve``)."""
-    env: Mapping[str, Any] = os.environ if config is None else config
-    settings = load_settings({k: str(v) for k, v in env.items() if k.startswith("ECARD_")})
-    web = load_web_settings(env)
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """A ready application. Without ``config`` it reads the environment (``ecard serve``).
+
+    Raises :class:`~ecard.errors.ConfigError` (one line naming the variable) on a bad setting.
+    """
+    objects: Mapping[str, Any]
+    if isinstance(config, Settings):
+        settings, objects = config, {}
+    else:
+        env: Mapping[str, Any] = {} if config is None else config
+        settings = load_settings(
+            None
+            if config is None
+            else {k: str(v) for k, v in env.items() if k.upper().startswith(ENV_PREFIX)}
+        )
+        objects = {k: v for k, v in env.items() if not k.upper().startswith(ENV_PREFIX)}
+    web = settings
     app = Flask(__name__, instance_path=str(settings.instance), instance_relative_config=False)
     from ecard.web.upload import MemoryRequest
 
@@ -40,10 +53,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         MAX_FORM_MEMORY_SIZE=web.max_body_bytes,
         MAX_FORM_PARTS=web.max_frames + 20,
         JSON_SORT_KEYS=False,
-        TESTING=bool(env.get("TESTING", False)),
+        TESTING=parse_flag("TESTING", objects.get("TESTING", False)),
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["ecard"] = build_services(settings, web, env)
+    app.extensions["ecard"] = build_services(settings, objects)
+    # Templates name the configured origin, never the request's Host header (finding 9).
+    app.jinja_env.globals["public_url"] = app.extensions["ecard"].public_url
     register_error_handlers(app)
     from ecard.web import apispec
 

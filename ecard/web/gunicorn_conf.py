@@ -1,29 +1,42 @@
-"""gunicorn settings for ``ecard serve`` (also usable: ``-c python:ecard.web.gunicorn_conf``).
+"""gunicorn settings for ``ecard serve``.
 
 The app is preloaded in the master so the face models (about 130 MB) are loaded once and shared
 copy-on-write by the workers; each worker then drops inherited database connections. ``gthread``
 workers keep connections alive for API clients; liveness uploads take seconds, hence the timeout.
+
+The fixed values are module constants (so ``gunicorn -c python:ecard.web.gunicorn_conf`` still
+picks them up); what an operator sets (bind, workers, worker class, threads, log level) comes
+from :class:`ecard.config.Settings` through :func:`options`. Nothing here reads the environment.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-bind = os.environ.get("ECARD_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("ECARD_WORKERS", "2"))
-worker_class = os.environ.get("ECARD_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("ECARD_THREADS", "4"))
+if TYPE_CHECKING:
+    from ecard.config import Settings
+
 preload_app = True
 timeout = 120
 graceful_timeout = 20
 keepalive = 5
+#: Access logs are off: the pages' URLs carry enrollment tokens.
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("ECARD_LOG_LEVEL", "info")
 limit_request_line = 8190
 #: gunicorn's control socket (a fixed path in $HOME) would clash between two servers.
 control_socket_disable = True
+
+
+def options(settings: Settings) -> dict[str, Any]:
+    """The operator's gunicorn settings (``ECARD_BIND``, ``ECARD_WORKERS``, ...)."""
+    return {
+        "bind": settings.bind,
+        "workers": settings.workers,
+        "worker_class": settings.worker_class,
+        "threads": settings.threads,
+        "loglevel": settings.log_level,
+    }
 
 
 def post_fork(server: Any, worker: Any) -> None:
@@ -33,7 +46,8 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    """A worker ended: its live gauges leave the node's multi-process folder."""
+    if getattr(server.app, "metrics_dir", None) is not None:
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(worker.pid)
+        multiprocess.mark_process_dead(worker.pid, path=str(server.app.metrics_dir))

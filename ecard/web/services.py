@@ -2,7 +2,7 @@
 ``app.extensions["ecard"]``: settings, store, face models, signing keys and the DB guards.
 
 Tests swap any of them by passing a ready object in the config mapping (``STORE``,
-``FACE_MODELS``, ``KEYSTORE``).
+``FACE_MODELS``, ``PAD_MODELS``, ``KEYSTORE``; ``LOAD_MODELS`` false: do not load the models).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ecard.channels import AuthCache
-from ecard.config import Settings
+from ecard.config import Settings, parse_flag
 from ecard.errors import EcardError, NotReadyError
 from ecard.store import Store, open_store
 from ecard.store.audit import DbAttemptCounter, DbReplayGuard
@@ -26,52 +26,9 @@ if TYPE_CHECKING:
     from ecard.tokens.pin import PinGuard, PinHasher
 
 
-@dataclass(frozen=True)
-class WebSettings:
-    """HTTP-side settings: limits, rate limiting and the public base URL of the pages."""
-
-    #: Largest request body in bytes (video or frames upload included).
-    max_body_bytes: int = 20 * 1024 * 1024
-    #: Most frames accepted in one liveness upload (about 20 s at 15 fps).
-    max_frames: int = 300
-    #: Longest clip accepted, in milliseconds.
-    max_clip_ms: int = 20_000
-    #: Largest frame side accepted, in pixels.
-    max_frame_side: int = 1920
-    ratelimit_enabled: bool = True
-    #: flask-limiter storage: ``memory://`` (one process) or ``redis://host:port`` (shared).
-    ratelimit_storage_url: str = "memory://"
-    #: Default per-client-IP limit for every API route.
-    ratelimit_ip: str = "300 per minute"
-    #: Per-channel limit for routes that authenticate a channel.
-    ratelimit_channel: str = "1200 per minute"
-    #: Limit per client IP on routes that take a PIN or run liveness.
-    ratelimit_sensitive: str = "20 per minute"
-    public_url: str | None = None
-
-
-def _flag(value: object) -> bool:
-    return str(value).strip().lower() not in ("0", "false", "no", "off", "")
-
-
-def load_web_settings(env: Mapping[str, Any]) -> WebSettings:
-    d = WebSettings()
-    return WebSettings(
-        max_body_bytes=int(env.get("ECARD_MAX_BODY_BYTES", d.max_body_bytes)),
-        max_frames=int(env.get("ECARD_MAX_FRAMES", d.max_frames)),
-        max_clip_ms=int(env.get("ECARD_MAX_CLIP_MS", d.max_clip_ms)),
-        max_frame_side=int(env.get("ECARD_MAX_FRAME_SIDE", d.max_frame_side)),
-        ratelimit_enabled=_flag(env.get("ECARD_RATELIMIT_ENABLED", "1")),
-        ratelimit_storage_url=str(
-            env.get("ECARD_RATELIMIT_STORAGE_URL") or d.ratelimit_storage_url
-        ),
-        ratelimit_ip=str(env.get("ECARD_RATELIMIT_IP") or d.ratelimit_ip),
-        ratelimit_channel=str(env.get("ECARD_RATELIMIT_CHANNEL") or d.ratelimit_channel),
-        ratelimit_sensitive=str(env.get("ECARD_RATELIMIT_SENSITIVE") or d.ratelimit_sensitive),
-        public_url=str(env["ECARD_PUBLIC_URL"]).rstrip("/")
-        if env.get("ECARD_PUBLIC_URL")
-        else None,
-    )
+#: The HTTP-side settings (limits, rate limits, public origin) are fields of the one
+#: :class:`~ecard.config.Settings`; the name stays for the type hints of the upload readers.
+WebSettings = Settings
 
 
 @dataclass
@@ -79,12 +36,15 @@ class Services:
     """What every request needs; one per process (gunicorn preloads it before forking)."""
 
     settings: Settings
-    web: WebSettings
     store: Store
     models: FaceModels
     keys: KeyStore | None
-    #: The ``iss`` of issued cards and the base of status list URIs (ECARD_ISSUER / PUBLIC_URL).
+    #: The ``iss`` of issued cards and the base of status list URIs
+    #: (:attr:`Settings.card_issuer <ecard.config.Settings.card_issuer>`).
     issuer: str = "http://127.0.0.1:8000"
+    #: The one public origin of links and ``enroll_url`` (ECARD_PUBLIC_URL, else the address
+    #: ``ecard serve`` listens on): never the request's Host header.
+    public_url: str = "http://127.0.0.1:8000"
     keys_error: str | None = None
     #: MiniFASNet paper/screen models (ecard/liveness/pad.py); loaded with the face models
     pad: PadModels | None = None
@@ -102,6 +62,11 @@ class Services:
         self.attempts = DbAttemptCounter(self.store)
         self.pin_guard = PinGuard(self.attempts)
         self.pins = PinHasher.open(self.settings.instance)
+
+    @property
+    def web(self) -> Settings:
+        """The limits and rate limits (fields of :attr:`settings`)."""
+        return self.settings
 
     def cards(self) -> Cards:
         from ecard.cards import Cards
@@ -126,7 +91,7 @@ class Services:
         if self.pad is None:
             from ecard.liveness.pad import PadModels
 
-            self.pad = PadModels()
+            self.pad = PadModels(manifest=self.settings.models_manifest)
         if not self.pad.ready:
             try:
                 self.pad.load()
@@ -139,30 +104,36 @@ class Services:
         self.store.after_fork()
 
 
-def build_services(settings: Settings, web: WebSettings, config: Mapping[str, Any]) -> Services:
-    """Create (or take from ``config``) the store, models and keys; migrate the database."""
-    settings.instance.mkdir(parents=True, exist_ok=True)
-    store = config.get("STORE")
+def build_services(settings: Settings, objects: Mapping[str, Any] | None = None) -> Services:
+    """Create (or take from ``objects``) the store, models and keys; migrate the database.
+
+    ``objects`` holds the test-only keys of ``create_app``'s mapping: ready ``STORE``,
+    ``FACE_MODELS``, ``PAD_MODELS``, ``KEYSTORE`` and the ``LOAD_MODELS`` flag.
+    """
+    objects = objects or {}
+    settings.prepare_instance()  # 0700, whatever the umask
+    load_models = parse_flag("LOAD_MODELS", objects.get("LOAD_MODELS", True))
+    store = objects.get("STORE")
     if store is None:
         store = open_store(settings.database_url, migrate=True)
-    models = config.get("FACE_MODELS")
+    models = objects.get("FACE_MODELS")
     if models is None:
         from ecard.faces.models import FaceModels
 
-        models = FaceModels()
-        if _flag(config.get("LOAD_MODELS", "1")):
+        models = FaceModels(folder=settings.models_dir, manifest=settings.models_manifest)
+        if load_models:
             # When loading fails /readyz reports it; liveness and registration answer 503.
             with contextlib.suppress(EcardError):
                 models.load()
-    pad = config.get("PAD_MODELS")
+    pad = objects.get("PAD_MODELS")
     if pad is None:
         from ecard.liveness.pad import PadModels
 
-        pad = PadModels()
-        if _flag(config.get("LOAD_MODELS", "1")):
+        pad = PadModels(manifest=settings.models_manifest)
+        if load_models:
             with contextlib.suppress(EcardError):
                 pad.load()
-    keys = config.get("KEYSTORE")
+    keys = objects.get("KEYSTORE")
     keys_error = None
     if keys is None:
         try:
@@ -171,20 +142,14 @@ def build_services(settings: Settings, web: WebSettings, config: Mapping[str, An
             keys, keys_error = None, exc.message
     return Services(
         settings=settings,
-        web=web,
         store=store,
         models=models,
         keys=keys,
-        issuer=_issuer(config),
+        issuer=settings.card_issuer,
+        public_url=settings.public_base,
         keys_error=keys_error,
         pad=pad,
     )
-
-
-def _issuer(config: Mapping[str, Any]) -> str:
-    from ecard.tokens.cards import issuer_from_env
-
-    return issuer_from_env({k: str(v) for k, v in config.items() if k.startswith("ECARD_")})
 
 
 def _open_keys(settings: Settings) -> KeyStore:

@@ -30,17 +30,45 @@ def test_security_headers_on_every_response(client) -> None:
         assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
 
 
-def test_metrics_count_routes_not_paths(client, store: Store, creds) -> None:
+METRICS_TOKEN = "scrape-" + "x" * 24
+
+
+def _metrics_client(tmp_path, store, models, **extra):
+    from ecard.web import create_app
+
+    cfg = app_config(tmp_path, store, models, ECARD_METRICS_TOKEN=METRICS_TOKEN, **extra)
+    return create_app(cfg).test_client()
+
+
+def test_metrics_count_routes_not_paths(tmp_path, store: Store, unloaded_models, creds) -> None:
+    client = _metrics_client(tmp_path, store, unloaded_models)
     enr = start_enrollment(client, creds, insert_citizen(store))
     client.get(
         f"/api/v1/enrollments/{enr['enrollment_id']}", headers=bearer(enr["enrollment_token"])
     )
     client.get(f"/enroll/{enr['enrollment_token']}")
-    text = client.get("/metrics").data.decode()
+    r = client.get("/metrics", headers=bearer(METRICS_TOKEN))
+    assert r.status_code == 200
+    text = r.data.decode()
     assert 'endpoint="/api/v1/enrollments/<enrollment_id>"' in text
     assert "ecard_http_request_duration_seconds_bucket" in text
     assert "ecard_cards_issued_total" in text and "ecard_liveness_outcomes_total" in text
     assert enr["enrollment_token"] not in text and enr["enrollment_id"] not in text
+
+
+def test_metrics_are_not_public(client, tmp_path, store: Store, unloaded_models) -> None:
+    """Finding 13: without a configured token /metrics does not exist; with one, only a
+    request carrying exactly that bearer token reads it."""
+    r = client.get("/metrics")  # the default app: no ECARD_METRICS_TOKEN
+    assert r.status_code == 404 and r.json["error"] == "not_found"
+    assert client.get("/metrics", headers=bearer(METRICS_TOKEN)).status_code == 404
+    guarded = _metrics_client(tmp_path, store, unloaded_models)
+    for headers in ({}, bearer("wrong-" + METRICS_TOKEN), {"Authorization": METRICS_TOKEN}):
+        r = guarded.get("/metrics", headers=headers)
+        assert r.status_code == 401 and r.json["error"] == "unauthorized"
+        assert b"ecard_http_requests_total" not in r.data
+    ok = guarded.get("/metrics", headers=bearer(METRICS_TOKEN))
+    assert ok.status_code == 200 and b"ecard_http_requests_total" in ok.data
 
 
 def _limited_app(tmp_path, store, models, **extra):
