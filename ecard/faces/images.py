@@ -4,8 +4,10 @@ What this adds over ``face_recognition.load_image_file``:
 
 * EXIF orientation is applied (phone photos are stored sideways with Orientation 6 or 8; without
   it the face is lying on its side and the HOG detector finds nothing);
-* size limits are checked from the header *before* the pixels are decoded, so a decompression
-  bomb (a 10,000 x 10,000 PNG of a few kB) is refused without allocating 300 MB;
+* size limits (:class:`~ecard.image_limits.ImageLimits`, per purpose: :data:`ID_PHOTO` by
+  default, :data:`~ecard.image_limits.CAMERA_FRAME` for the face check) are checked from the
+  header *before* the pixels are decoded, so a decompression bomb (a 10,000 x 10,000 PNG of a
+  few kB) is refused without allocating 300 MB, and Pillow's process-wide guard is left alone;
 * large photos are decoded at a reduced scale (JPEG DCT scaling) and downscaled to
   ``max_side`` pixels, which is all the detector and the 150 x 150 face chip need;
 * every failure is a typed :class:`~ecard.errors.MediaError` with a message for the sender.
@@ -25,11 +27,13 @@ import numpy as np
 
 from ecard.errors import (
     EmptyMediaError,
-    ImageTooSmallError,
+    ImageTooLargeError,
+    MediaError,
     MediaTooLargeError,
     UnreadableMediaError,
 )
 from ecard.faces.models import Image
+from ecard.image_limits import ID_PHOTO, ImageLimits, check_size
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -37,13 +41,13 @@ if TYPE_CHECKING:
 #: Any photo source the face pipeline accepts: raw file bytes or a file path.
 PhotoSource = bytes | bytearray | memoryview | str | os.PathLike[str]
 
-#: Largest file accepted, in bytes (a 48-megapixel phone JPEG is about 15 MB).
-MAX_FILE_BYTES = 40 * 1024 * 1024
-#: Largest image accepted, in pixels (width x height) as declared by the header: 50 MP lets a
-#: 48 MP phone photo (8000 x 6000) through and refuses a 10,000 x 10,000 image before decoding.
-MAX_PIXELS = 50_000_000
+#: Largest file accepted by default, in bytes (a 48-megapixel phone JPEG is about 15 MB).
+MAX_FILE_BYTES = ID_PHOTO.max_bytes
+#: Largest image accepted by default, in pixels (width x height) as declared by the header: 50 MP
+#: lets a 48 MP phone photo (8000 x 6000) through and refuses 10,000 x 10,000 before decoding.
+MAX_PIXELS = ID_PHOTO.max_pixels
 #: Smallest side accepted, in pixels: below this no face can be found (a chip photo is 102 x 126).
-MIN_SIDE = 32
+MIN_SIDE = ID_PHOTO.min_side
 #: Formats Pillow may open. Everything else (EPS, which runs Ghostscript; PSD; ICO; ...) is
 #: refused: a photo upload has no business reaching a less-travelled decoder.
 PHOTO_FORMATS = ("JPEG", "JPEG2000", "PNG", "WEBP", "GIF", "BMP", "TIFF")
@@ -78,8 +82,9 @@ def read_source(source: PhotoSource, *, max_bytes: int = MAX_FILE_BYTES) -> byte
     return data
 
 
-def _open_checked(data: bytes) -> PILImage:
-    """Open ``data`` with Pillow reading only the header, and check the declared dimensions."""
+def _open_checked(data: bytes, limits: ImageLimits = ID_PHOTO) -> PILImage:
+    """Open ``data`` with Pillow reading only the header, and check the declared dimensions
+    against ``limits`` (Pillow's global guard is not touched)."""
     from PIL import Image as PIL
     from PIL import UnidentifiedImageError
 
@@ -91,8 +96,8 @@ def _open_checked(data: bytes) -> PILImage:
             warnings.simplefilter("ignore", UserWarning)  # malformed metadata: not the user's
             img = PIL.open(io.BytesIO(data), formats=PHOTO_FORMATS)
     except PIL.DecompressionBombError as exc:
-        raise MediaTooLargeError(
-            f"The image is too large to process (over {MAX_PIXELS // 1_000_000} megapixels)."
+        raise ImageTooLargeError(
+            f"The image is too large to process (over {limits.max_pixels // 1_000_000} megapixels)."
         ) from exc
     except UnidentifiedImageError as exc:
         raise UnreadableMediaError(
@@ -102,16 +107,11 @@ def _open_checked(data: bytes) -> PILImage:
     except (OSError, ValueError, SyntaxError) as exc:
         raise UnreadableMediaError(f"The image header cannot be read ({exc}).") from exc
     width, height = img.size
-    if width * height > MAX_PIXELS:
-        raise MediaTooLargeError(
-            f"The image is {width} x {height} pixels; the limit is "
-            f"{MAX_PIXELS // 1_000_000} megapixels."
-        )
-    if min(width, height) < MIN_SIDE:
-        raise ImageTooSmallError(
-            f"The image is {width} x {height} pixels; a face needs at least "
-            f"{MIN_SIDE} x {MIN_SIDE}."
-        )
+    try:
+        check_size(width, height, limits)
+    except MediaError:
+        img.close()
+        raise
     return img
 
 
@@ -155,24 +155,32 @@ def is_photo(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def load_photo(source: PhotoSource, *, max_side: int | None = DEFAULT_MAX_SIDE) -> Image:
+def load_photo(
+    source: PhotoSource,
+    *,
+    max_side: int | None = DEFAULT_MAX_SIDE,
+    limits: ImageLimits = ID_PHOTO,
+) -> Image:
     """Decode a photo (JPEG, PNG, WebP, anything Pillow reads) into an upright RGB uint8 array.
 
     ``source`` is the file's bytes or its path. EXIF orientation is applied. Images whose long
     side exceeds ``max_side`` pixels are downscaled (aspect kept); ``None`` keeps full size.
-    Multi-frame files (GIF, TIFF) give their first frame.
+    Multi-frame files (GIF, TIFF) give their first frame. ``limits`` is what the picture may
+    declare (:data:`~ecard.image_limits.ID_PHOTO` by default: 40 MB, 8192 px a side, 50 MP;
+    pass :data:`~ecard.image_limits.CAMERA_FRAME` for a camera still).
 
     Raises :class:`~ecard.errors.EmptyMediaError` (empty file),
     :class:`~ecard.errors.UnreadableMediaError` (not an image, truncated, unreadable path),
-    :class:`~ecard.errors.MediaTooLargeError` (file over ``MAX_FILE_BYTES`` or header over
-    ``MAX_PIXELS``, checked before decoding) and :class:`~ecard.errors.ImageTooSmallError`
-    (a side under ``MIN_SIDE`` pixels).
+    :class:`~ecard.errors.MediaTooLargeError` (file over ``limits.max_bytes``),
+    :class:`~ecard.errors.ImageTooLargeError` (header over ``limits.max_side`` or
+    ``limits.max_pixels``, checked before decoding) and :class:`~ecard.errors.ImageTooSmallError`
+    (a side under ``limits.min_side`` pixels).
     """
     from PIL import Image as PIL
     from PIL import ImageOps
 
-    data = read_source(source)
-    img = _open_checked(data)
+    data = read_source(source, max_bytes=limits.max_bytes)
+    img = _open_checked(data, limits)
     try:
         if max_side is not None and img.format == "JPEG":
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still covers max_side:

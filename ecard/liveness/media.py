@@ -9,7 +9,6 @@ Every failure is a typed :class:`~ecard.errors.MediaError`; OpenCV never reaches
 from __future__ import annotations
 
 import contextlib
-import io
 import itertools
 import os
 import re
@@ -22,10 +21,12 @@ import numpy.typing as npt
 
 from ecard.errors import (
     EmptyMediaError,
+    ImageTooLargeError,
     MediaTooLargeError,
     TooFewFramesError,
     UnreadableMediaError,
 )
+from ecard.image_limits import image_size
 from ecard.liveness.policy import MediaLimits
 
 Image = npt.NDArray[np.uint8]
@@ -60,16 +61,23 @@ def folder_frames(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-def _image_size(data: bytes) -> tuple[int, int]:
-    """Width and height from an image header, without decoding the pixels."""
-    from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
+#: Formats a frame may be (their headers are read with Pillow, the pixels decoded by OpenCV).
+FRAME_FORMATS = ("JPEG", "PNG")
 
-    PILImage.MAX_IMAGE_PIXELS = None  # we check the size ourselves, with a clear error
+
+def _image_size(data: bytes) -> tuple[int, int]:
+    """Width and height from an image header, without decoding the pixels.
+
+    Pillow's process-wide decompression-bomb guard (``PIL.Image.MAX_IMAGE_PIXELS``) is left as
+    it is; a header past it is refused as ``media_too_large`` like any other oversized frame.
+    """
     try:
-        with PILImage.open(io.BytesIO(data)) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        return image_size(data, formats=FRAME_FORMATS)
+    except EmptyMediaError:
+        raise
+    except ImageTooLargeError as exc:
+        raise MediaTooLargeError(exc.message) from None
+    except UnreadableMediaError as exc:
         raise UnreadableMediaError("A frame is not a readable JPEG or PNG image.") from exc
 
 

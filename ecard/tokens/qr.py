@@ -33,13 +33,13 @@ from typing import Any, Protocol
 
 from ecard.errors import (
     ConfigError,
-    MediaTooLargeError,
     QrNotFoundError,
     TokenClaimsError,
     TokenMalformedError,
     TokenReplayedError,
     UnreadableMediaError,
 )
+from ecard.image_limits import QR_PHOTO, ImageLimits, check_image_header
 from ecard.tokens.jws import Clock, epoch, sign_jws, split_token, verify_jws
 from ecard.tokens.keys import KeySet, KeyStore
 
@@ -251,34 +251,15 @@ def render_svg(token_or_text: str, *, scale: int = 4, border: int = 4) -> str:
 
 
 #: Largest picture accepted by :func:`decode_qr_image`, in bytes.
-MAX_IMAGE_BYTES = 15 * 1024 * 1024
+MAX_IMAGE_BYTES = QR_PHOTO.max_bytes
+#: Most pixels accepted: a phone photo of a phone screen (12 MP: 4032 x 3024) with room to spare.
+#: A small PNG can claim 7,000 x 7,000 (49 MP, 2.3 s to decode) in 62 kB: refused from its header.
+MAX_IMAGE_PIXELS = QR_PHOTO.max_pixels
 
 
-#: Most pixels accepted (a 48 MP phone photo is 8000x6000): a small PNG can claim 50000x50000.
-MAX_IMAGE_PIXELS = 50_000_000
-
-
-def _check_pixels(data: bytes) -> None:
-    """Refuse a decompression bomb from its header, before anything is decoded."""
-    import io
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's own bomb warning: we decide below
-            with Image.open(io.BytesIO(data)) as im:
-                width, height = im.size
-    except Image.DecompressionBombError:
-        raise MediaTooLargeError("The picture has too many pixels.") from None
-    except (UnidentifiedImageError, OSError, ValueError):
-        return  # not a format Pillow knows: OpenCV decides
-    if width * height > MAX_IMAGE_PIXELS:
-        raise MediaTooLargeError("The picture has too many pixels.")
-
-
-def decode_qr_image(data: bytes, *, time_budget: float = 3.0) -> str:
+def decode_qr_image(
+    data: bytes, *, time_budget: float = 3.0, limits: ImageLimits = QR_PHOTO
+) -> str:
     """The text of the QR code in a picture (a photo of a phone screen is fine).
 
     OpenCV's ``QRCodeDetector`` and ``QRCodeDetectorAruco`` are tried on the grey image, then on
@@ -286,19 +267,20 @@ def decode_qr_image(data: bytes, *, time_budget: float = 3.0) -> str:
     dark-mode screens, contrast-equalised, halved) until one decodes; a code that was located
     but not read is cropped and enlarged (small modules). The picture is first brought to at
     most 1600 px. No new attempt starts after ``time_budget`` seconds (a noisy picture can
-    make one attempt take a second or more). Raises ``unreadable_media``, ``media_too_large``
-    (over 15 MB or 50 megapixels) or ``qr_not_found``.
+    make one attempt take a second or more). The picture's header is checked against
+    ``limits`` before any pixel is decoded (:data:`~ecard.image_limits.QR_PHOTO`: 15 MB,
+    4096 px a side, 16.8 MP; JPEG, PNG, WebP or BMP). Raises ``unreadable_media``,
+    ``media_too_large`` (bytes), ``image_too_large`` (side or pixels) or ``qr_not_found``.
     """
     import cv2
     import numpy as np
 
     if not data:
         raise UnreadableMediaError("The picture is empty.")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise MediaTooLargeError("The picture is too large.")
-    _check_pixels(data)
+    width, height = check_image_header(data, limits)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    if image is None:
+    # the decoded size is the declared one (EXIF orientation may swap the axes)
+    if image is None or image.shape[:2] not in ((height, width), (width, height)):
         raise UnreadableMediaError("The file is not a readable picture.")
 
     detector = cv2.QRCodeDetector()
