@@ -22,23 +22,15 @@ from typing import Any
 import click
 
 from ecard.cli import faces, service, tokens
-from ecard.errors import ConfigError, EcardError, InputError
+from ecard.cli.usage import Group, one_line, usage_line
+from ecard.errors import EcardError, InputError
 
 __all__ = ["cli", "main"]
 
 
-class SettingsError(Exception):
-    """A bad configuration value found at the entry (a :class:`ConfigError` from
-    :func:`ecard.config.load_settings`): bad input from the person who set it, so exit 2."""
-
-    def __init__(self, error: ConfigError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
 @click.group(
+    cls=Group,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    no_args_is_help=False,
 )
 @click.option(
     "--traceback",
@@ -55,10 +47,7 @@ def cli(ctx: click.Context, show_traceback: bool) -> None:
     docs/service.md). Exit 0 on success, 2 on bad input, 1 on anything else."""
     from ecard.config import load_settings
 
-    try:
-        ctx.obj = load_settings()
-    except ConfigError as exc:
-        raise SettingsError(exc) from None
+    ctx.obj = load_settings()  # a bad value: ConfigError, one line naming the variable, exit 2
 
 
 for _command in (
@@ -75,25 +64,6 @@ for _command in (
     service.serve,
 ):
     cli.add_command(_command)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _usage_line(exc: click.UsageError) -> str:
-    ctx = exc.ctx
-    if isinstance(exc, click.exceptions.NoArgsIsHelpError) or (
-        ctx is not None and exc.message == "Missing command."
-    ):
-        assert ctx is not None
-        group = ctx.command
-        names = group.list_commands(ctx) if isinstance(group, click.Group) else []
-        message = f"Missing command (one of: {', '.join(names)})." if names else "Missing command."
-    else:
-        message = exc.format_message()
-    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-    return f"ecard: error: {_one_line(message)}{hint}"
 
 
 def _fail(line: str, code: int) -> int:
@@ -122,15 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as exc:  # --help
         return int(exc.exit_code)
     except click.UsageError as exc:
-        return _fail(_usage_line(exc), 2)
+        return _fail(usage_line(exc), 2)
     except click.ClickException as exc:
-        return _fail(f"ecard: error: {_one_line(exc.format_message())}", exc.exit_code)
+        return _fail(f"ecard: error: {one_line(exc.format_message())}", exc.exit_code)
     except click.Abort:
         return 130
-    except SettingsError as exc:
-        return _fail(f"ecard: {exc.error.code}: {_one_line(exc.error.message)}", 2)
     except EcardError as exc:
-        return _fail(f"ecard: {exc.code}: {_one_line(exc.message)}", exc.exit_code)
+        return _fail(f"ecard: {exc.code}: {one_line(exc.message)}", exc.exit_code)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `ecard keys list | head -1`: the reader left; nothing to say

@@ -8,6 +8,7 @@ import click
 
 from ecard.cli.output import print_json, print_line
 from ecard.cli.params import FILE, FILE_OR_FOLDER, Between, PositiveFinite
+from ecard.cli.usage import Command
 from ecard.errors import InputError
 
 #: The most blinks a challenge may ask for (the same bound as ECARD_LIVENESS_CHALLENGE).
@@ -16,7 +17,7 @@ MAX_BLINKS = 10
 MAX_FPS = 1000.0
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("video", metavar="VIDEO", type=FILE_OR_FOLDER)
 @click.option(
     "--blinks",
@@ -48,7 +49,7 @@ def liveness(video: str, blinks: int | None, as_json: bool) -> int:
     return 0
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("series", metavar="SERIES", type=FILE)
 @click.option(
     "--fps",
@@ -88,7 +89,7 @@ def blinks(series: str, fps: float, as_json: bool) -> int:
     return 0
 
 
-@click.command()
+@click.command(cls=Command)
 # Not click.Path(exists=True): a missing file is a per-file `unreadable_media` line (and a
 # missing ID photo the same error code), as for any other file without a usable face.
 @click.argument("id_photo", metavar="ID_PHOTO")

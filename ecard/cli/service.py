@@ -11,6 +11,7 @@ import click
 
 from ecard.cli.output import print_json, warn
 from ecard.cli.params import FILE, FOLDER, PORT, Between
+from ecard.cli.usage import Command, Group
 from ecard.errors import EcardError
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ def _open_store(settings: Settings) -> Store:
     return open_store(settings.database_url, migrate=True)
 
 
-@click.group()
+@click.group(cls=Group)
 def citizens() -> None:
     """The citizen registry."""
 
@@ -99,7 +100,7 @@ def import_citizens(settings: Settings, csv: str, photos: str) -> int:
     return 0
 
 
-@click.group()
+@click.group(cls=Group)
 def channels() -> None:
     """API clients: city-service apps and hospitals."""
 
@@ -121,7 +122,7 @@ def add_channel(settings: Settings, name: str, scopes: str) -> int:
     return 0
 
 
-@click.group()
+@click.group(cls=Group)
 def db() -> None:
     """The database."""
 
@@ -135,7 +136,7 @@ def upgrade(settings: Settings) -> int:
     return 0
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option(
     "--photo", type=FILE, help="Replace the demo citizen's ID photo (e.g. your own selfie)."
 )
@@ -165,14 +166,14 @@ def demo(settings: Settings, photo: str | None, enroll: bool, host: str, port: i
     return 0
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=PORT, default=8000, show_default=True, help="Port to listen on.")
 @click.option(
     "--workers",
-    type=Between(1, 128),
+    type=Between(1, 64),
     default=None,
-    help="Gunicorn workers, 1-128 (default: ECARD_WORKERS, else 2).",
+    help="Gunicorn workers, 1-64 (default: ECARD_WORKERS, else 2).",
 )
 def serve(host: str, port: int, workers: int | None) -> int:
     """Serve the API and pages with gunicorn; creates the instance folder (database, signing

@@ -11,6 +11,7 @@ import click
 
 from ecard.cli.output import print_json
 from ecard.cli.params import FILE
+from ecard.cli.usage import Command, Group
 from ecard.errors import InputError
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def _key_source(settings: Settings, jwks: str | None) -> KeySet | KeyStore:
     return KeySet.from_jwks(doc)
 
 
-@click.group()
+@click.group(cls=Group)
 def keys() -> None:
     """Signing keys in $ECARD_INSTANCE/keys."""
 
@@ -106,7 +107,7 @@ def _read_token(value: str) -> str:
     return token.strip()
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("token", metavar="TOKEN")
 @click.option("--jwks", "jwks_source", metavar="FILE_OR_URL", help=JWKS_HELP)
 @click.option("--issuer", help=ISSUER_HELP)
@@ -136,7 +137,7 @@ def verify(
     return 0
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("image", metavar="IMAGE", type=FILE)
 @click.option("--jwks", "jwks_source", metavar="FILE_OR_URL", help=JWKS_HELP)
 @click.option("--issuer", help=ISSUER_HELP)
