@@ -17,7 +17,6 @@ import click
 def _with_context(exc: click.UsageError, ctx: click.Context) -> click.UsageError:
     if exc.ctx is None:
         exc.ctx = ctx
-        exc.cmd = ctx.command
     return exc
 
 
