@@ -9,6 +9,13 @@ The Status List Token is a JWS with ``typ`` ``statuslist+jwt`` and claims ``iss`
 list's URI: the ``uri`` in every card that points at it), ``iat``, ``exp``, ``ttl`` (seconds a
 relying party may cache it) and ``status_list``.
 
+``exp`` bounds how long a relying party that can no longer reach us may go on trusting a copy,
+so it bounds how long a suspension can stay unseen offline: ``exp - iat`` is at most
+:data:`MAX_LIST_LIFETIME` (1 hour, the default), and ``ttl`` is at most ``exp - iat``. An offline
+verifier (:class:`ecard.tokens.verifier.OfflineVerifier`) refetches after ``ttl`` and refuses
+a copy past ``exp`` (plus its clock leeway), so a suspension reaches it within ``ttl`` while
+the issuer is reachable and within ``exp - iat`` + leeway (1 h 30 s by default) when it is not.
+
 A card's status: 0 ``valid``, 1 ``invalid`` (revoked, final), 2 ``suspended`` (reported lost;
 reversible). Expiry is judged from the card's ``exp``, never from the list.
 """
@@ -30,8 +37,11 @@ from ecard.tokens.keys import KeySet, KeyStore
 STATUS_LIST_TYP = "statuslist+jwt"
 #: Largest decompressed list we accept from anyone: 16 MiB (64 million 2-bit statuses).
 MAX_LIST_BYTES = 16 * 1024 * 1024
+#: Seconds a relying party may keep a status list before fetching it again (``ttl``).
 DEFAULT_TTL = 300
-DEFAULT_LIST_LIFETIME = 24 * 3600
+#: Seconds from ``iat`` to ``exp`` of a Status List Token by default, and at most.
+DEFAULT_LIST_LIFETIME = 3600
+MAX_LIST_LIFETIME = 3600
 
 
 class CardStatus(enum.IntEnum):
@@ -162,7 +172,19 @@ def issue_status_list_token(
     ttl: int = DEFAULT_TTL,
     lifetime: int = DEFAULT_LIST_LIFETIME,
 ) -> str:
-    """Sign the Status List Token served at ``uri`` (``typ`` ``statuslist+jwt``)."""
+    """Sign the Status List Token served at ``uri`` (``typ`` ``statuslist+jwt``).
+
+    ``ttl`` (seconds a relying party may cache the list) and ``lifetime`` (``exp - iat``, in
+    seconds) must satisfy ``1 <= ttl <= lifetime <= MAX_LIST_LIFETIME`` (1 hour): ``lifetime``
+    is the longest a verifier that cannot reach us keeps trusting this list, i.e. the longest
+    a suspension stays unseen offline. Raises :class:`ValueError` otherwise.
+    """
+    if isinstance(ttl, bool) or isinstance(lifetime, bool):
+        raise ValueError("ttl and lifetime are whole seconds")
+    if not 1 <= lifetime <= MAX_LIST_LIFETIME:
+        raise ValueError(f"lifetime must be 1..{MAX_LIST_LIFETIME} seconds, not {lifetime}")
+    if not 1 <= ttl <= lifetime:
+        raise ValueError(f"ttl must be 1..lifetime ({lifetime}) seconds, not {ttl}")
     iat = int(epoch(now))
     body = {
         "iss": issuer,

@@ -8,8 +8,14 @@ It keeps a copy of the issuer's JWKS and of each status list it has seen:
   issuer;
 - a status list token is fetched from the card's ``status.status_list.uri`` and kept for its
   ``ttl`` (bounded by ``status_max_age``); it is verified with the same JWKS (``typ``
-  ``statuslist+jwt``, ``iss``, ``sub`` == the uri). When a refresh fails, a copy that has not
-  expired is still used and the result says how old it is.
+  ``statuslist+jwt``, ``iss``, ``sub`` == the uri). After ``ttl`` it is fetched again. When
+  that refresh fails, the old copy is still used — with ``status_stale`` set on the result —
+  but only until its ``exp`` (and never longer than ``status_max_lifetime`` after its ``iat``,
+  whatever ``exp`` says), plus ``leeway``; after that the card's status cannot be told and
+  :meth:`OfflineVerifier.verify` raises ``status_list_expired``
+  (:class:`~ecard.errors.StatusListExpiredError`). A suspension therefore reaches this
+  verifier within ``ttl`` while the issuer answers, and within ``exp - iat`` + ``leeway``
+  (1 h 30 s with our issuer's defaults) when it does not.
 
 Network is a parameter: ``fetch(url) -> bytes`` (default: urllib, 5 s timeout, 1 MiB cap) so
 tests and air-gapped deployments pass their own. Time is a parameter too (``clock``).
@@ -18,6 +24,7 @@ tests and air-gapped deployments pass their own. Time is a parameter too (``cloc
                                issuer="https://ecard.example")
     result = verifier.verify(card_token)       # raises TokenError subclasses on a bad card
     result.valid, result.status.label, result.claims.name, result.status_age, result.jwks_age
+    result.status_stale    # True: the list is past its ttl and could not be refreshed
 """
 
 from __future__ import annotations
@@ -31,11 +38,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ecard.errors import FetchError, StatusListError, TokenMalformedError, TokenUnknownKeyError
+from ecard.errors import (
+    FetchError,
+    StatusListError,
+    StatusListExpiredError,
+    TokenExpiredError,
+    TokenMalformedError,
+    TokenUnknownKeyError,
+)
 from ecard.tokens.cards import DEFAULT_LEEWAY, CardClaims, VerifiedCard, verify_card
 from ecard.tokens.jws import parse_header
 from ecard.tokens.keys import KeySet
-from ecard.tokens.status import CardStatus, VerifiedStatusList, verify_status_list_token
+from ecard.tokens.status import (
+    MAX_LIST_LIFETIME,
+    CardStatus,
+    VerifiedStatusList,
+    verify_status_list_token,
+)
 
 Fetch = Callable[[str], bytes]
 #: Largest JWKS or status list response accepted, in bytes.
@@ -64,13 +83,16 @@ class OfflineResult:
     """A verified card and what our cached copies say about it.
 
     ``status`` is None when ``check_status=False``. Ages are seconds since the copy was
-    fetched; ``status_age`` is None without a status.
+    fetched; ``status_age`` is None without a status. ``status_stale`` is True when the status
+    comes from a copy past its ``ttl`` that could not be refreshed (still within its ``exp``):
+    a suspension made since may not show yet; tell the person checking the card.
     """
 
     card: VerifiedCard
     status: CardStatus | None
     status_age: float | None
     jwks_age: float
+    status_stale: bool = False
 
     @property
     def claims(self) -> CardClaims:
@@ -87,6 +109,7 @@ class OfflineResult:
             "valid": self.valid,
             "status": self.status.label if self.status is not None else None,
             "status_age": None if self.status_age is None else round(self.status_age, 1),
+            "status_stale": self.status_stale,
             "jwks_age": round(self.jwks_age, 1),
             "kid": self.card.kid,
             "claims": self.card.to_dict(),
@@ -114,6 +137,7 @@ class OfflineVerifier:
         min_refetch_interval: float = 60.0,
         jwks_max_age: float = 24 * 3600.0,
         status_max_age: float = 3600.0,
+        status_max_lifetime: float = float(MAX_LIST_LIFETIME),
     ) -> None:
         self.jwks_url = jwks_url
         self.issuer = issuer
@@ -124,6 +148,9 @@ class OfflineVerifier:
         self.min_refetch_interval = min_refetch_interval
         self.jwks_max_age = jwks_max_age
         self.status_max_age = status_max_age
+        #: a status list copy is never trusted longer than this after its ``iat`` (seconds),
+        #: even when its ``exp`` is later: the bound holds against an issuer signing long lists
+        self.status_max_lifetime = status_max_lifetime
         self._lock = threading.Lock()
         self._keys: KeySet | None = None
         self._jwks_fetched_at: float | None = None
@@ -169,32 +196,61 @@ class OfflineVerifier:
 
     def status_of(self, card: VerifiedCard) -> tuple[CardStatus, float]:
         """The card's status from the (cached) status list, and the copy's age in seconds."""
+        status, age, _ = self._status_of(card)
+        return status, age
+
+    def _status_of(self, card: VerifiedCard) -> tuple[CardStatus, float, bool]:
+        """Status, the copy's age in seconds, and whether the copy is stale (past its ttl)."""
         uri = card.card.status_uri
         now = self._clock()
         copy = self._statuses.get(uri)
+        stale = False
         if copy is None or now - copy.fetched_at > self._status_fresh_for(copy):
             try:
                 copy = self._load_status(uri)
-            except (FetchError, StatusListError, TokenMalformedError):
-                usable = copy is not None and (
-                    copy.verified.expires_at is None or copy.verified.expires_at > now
-                )
-                if not usable:
+            except (FetchError, StatusListError, TokenMalformedError) as exc:
+                if copy is None:
                     raise
+                if now >= self._usable_until(copy):
+                    raise StatusListExpiredError(
+                        "The status list expired and a fresh one could not be fetched "
+                        f"({exc.code}); the card's status cannot be told."
+                    ) from exc
+                stale = True
         assert copy is not None
-        return copy.verified.statuses.status(card.card.status_idx), now - copy.fetched_at
+        status = copy.verified.statuses.status(card.card.status_idx)
+        return status, now - copy.fetched_at, stale
 
     def _status_fresh_for(self, copy: _StatusCopy) -> float:
+        """Seconds a copy is used without refetching: its ``ttl`` (bounded), and never past
+        the moment it stops being usable."""
         ttl = copy.verified.ttl
-        return min(self.status_max_age, float(ttl)) if ttl is not None else self.status_max_age
+        fresh = min(self.status_max_age, float(ttl)) if ttl is not None else self.status_max_age
+        return min(fresh, self._usable_until(copy) - copy.fetched_at)
+
+    def _usable_until(self, copy: _StatusCopy) -> float:
+        """The time after which a copy is refused: ``exp`` (capped at ``iat`` +
+        ``status_max_lifetime``) plus the clock leeway, as for every token."""
+        v = copy.verified
+        cap = v.issued_at + self.status_max_lifetime
+        exp = cap if v.expires_at is None else min(float(v.expires_at), cap)
+        return exp + self.leeway
 
     def _load_status(self, uri: str) -> _StatusCopy:
         token = self._status_fetch(uri).decode("ascii", "replace").strip()
         keys = self.keys()
-        verified = verify_status_list_token(
-            token, keys, uri=uri, issuer=self.issuer, now=self._clock(), leeway=self.leeway
-        )
-        copy = _StatusCopy(verified=verified, fetched_at=self._clock())
+        now = self._clock()
+        try:
+            verified = verify_status_list_token(
+                token, keys, uri=uri, issuer=self.issuer, now=now, leeway=self.leeway
+            )
+        except TokenExpiredError:
+            raise StatusListExpiredError(
+                "The issuer served a status list that has already expired."
+            ) from None
+        copy = _StatusCopy(verified=verified, fetched_at=now)
+        if now >= self._usable_until(copy):  # an exp within leeway but past our own cap
+            raise StatusListExpiredError("The issuer served a status list that is too old.")
         with self._lock:
             self._statuses[uri] = copy
         return copy
@@ -224,8 +280,13 @@ class OfflineVerifier:
         card = verify_card(token, keys, issuer=self.issuer, now=self._clock(), leeway=self.leeway)
         status: CardStatus | None = None
         status_age: float | None = None
+        stale = False
         if check_status:
-            status, status_age = self.status_of(card)
+            status, status_age, stale = self._status_of(card)
         return OfflineResult(
-            card=card, status=status, status_age=status_age, jwks_age=self.jwks_age or 0.0
+            card=card,
+            status=status,
+            status_age=status_age,
+            jwks_age=self.jwks_age or 0.0,
+            status_stale=stale,
         )

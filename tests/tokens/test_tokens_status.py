@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -95,7 +96,7 @@ def test_status_list_token_round_trip(keystore: KeyStore) -> None:
     token = issue_status_list_token(keystore, sl, uri=STATUS_URI, issuer=ISSUER, now=NOW, ttl=300)
     v = verify_status_list_token(token, keystore.jwks(), uri=STATUS_URI, issuer=ISSUER, now=NOW)
     assert v.statuses.status(3) is CardStatus.SUSPENDED
-    assert v.ttl == 300 and v.issued_at == NOW and v.expires_at == NOW + 86400
+    assert v.ttl == 300 and v.issued_at == NOW and v.expires_at == NOW + 3600
     assert v.statuses.size == 1024
 
 
@@ -133,3 +134,60 @@ def test_status_list_matches_a_plain_list_model(bits: int) -> None:
         assert [back.get(i) for i in range(size)] == model
 
     check()
+
+
+# --- finding 7: the list's exp bounds how long a suspension stays unseen offline ------------
+
+
+def test_status_list_token_lives_an_hour_by_default_and_never_longer(keystore: KeyStore) -> None:
+    from ecard.tokens.status import MAX_LIST_LIFETIME
+
+    assert MAX_LIST_LIFETIME == 3600
+    token = issue_status_list_token(keystore, StatusList(8), uri=STATUS_URI, issuer=ISSUER, now=NOW)
+    v = verify_status_list_token(token, keystore, uri=STATUS_URI, issuer=ISSUER, now=NOW)
+    assert v.expires_at is not None and v.expires_at - v.issued_at == 3600  # was 86400
+    short = issue_status_list_token(
+        keystore, StatusList(8), uri=STATUS_URI, issuer=ISSUER, now=NOW, ttl=60, lifetime=600
+    )
+    v = verify_status_list_token(short, keystore, uri=STATUS_URI, issuer=ISSUER, now=NOW)
+    assert (v.ttl, v.expires_at) == (60, NOW + 600)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "lifetime"),
+    [(60, 86_400), (60, 3601), (60, 0), (0, 3600), (601, 600), (True, 3600)],
+)
+def test_status_list_token_refuses_a_lifetime_over_an_hour_or_a_ttl_past_it(
+    keystore: KeyStore, ttl: int, lifetime: int
+) -> None:
+    with pytest.raises(ValueError):
+        issue_status_list_token(
+            keystore,
+            StatusList(8),
+            uri=STATUS_URI,
+            issuer=ISSUER,
+            now=NOW,
+            ttl=ttl,
+            lifetime=lifetime,
+        )
+
+
+def test_served_status_list_expires_within_an_hour(tmp_path: Path) -> None:
+    """What ``GET /api/v1/status-lists/1`` serves: ``exp - iat`` <= 1 h, ``ttl`` <= that."""
+    import json
+
+    from ecard.store.models import StatusListRow
+    from ecard.tokens.jws import b64url_decode
+    from ecard.web import create_app
+
+    app = create_app(
+        {"ECARD_INSTANCE": str(tmp_path), "LOAD_MODELS": "0", "ECARD_RATELIMIT_ENABLED": "0"}
+    )
+    with app.extensions["ecard"].store.write() as s:
+        if s.get(StatusListRow, 1) is None:
+            s.add(StatusListRow(id=1, size=1024, next_idx=0))
+    resp = app.test_client().get("/api/v1/status-lists/1")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    claims = json.loads(b64url_decode(resp.get_data(as_text=True).split(".")[1], "claims"))
+    assert 0 < claims["exp"] - claims["iat"] <= 3600
+    assert 0 < claims["ttl"] <= claims["exp"] - claims["iat"]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ecard.errors import FetchError, TokenError
+from ecard.errors import FetchError, StatusListExpiredError, TokenError
 from ecard.tokens.cards import CardClaims, issue_card
 from ecard.tokens.keys import KeyStore
 from ecard.tokens.status import CardStatus, StatusList, issue_status_list_token
@@ -52,11 +52,13 @@ def clock() -> Clock:
     return Clock(NOW)
 
 
-def publish_status(net: Net, keystore: KeyStore, now: float, **marks: int) -> None:
+def publish_status(
+    net: Net, keystore: KeyStore, now: float, *, ttl: int = 300, **marks: int
+) -> None:
     sl = StatusList(64)
     for idx, status in marks.items():
         sl.set(int(idx.lstrip("i")), status)
-    token = issue_status_list_token(keystore, sl, uri=STATUS_URI, issuer=ISSUER, now=now, ttl=300)
+    token = issue_status_list_token(keystore, sl, uri=STATUS_URI, issuer=ISSUER, now=now, ttl=ttl)
     net.pages[STATUS_URI] = token.encode()
 
 
@@ -109,9 +111,88 @@ def test_stale_status_copy_is_used_while_the_issuer_is_down(
     clock.t += 1000
     result = v.verify(card)
     assert result.status is CardStatus.VALID and result.status_age == 1000
+    assert result.status_stale and result.to_dict()["status_stale"] is True
     clock.t += 86400  # past the list token's own exp: no longer usable
-    with pytest.raises(FetchError):
+    with pytest.raises(StatusListExpiredError) as exc:
         v.verify(card)
+    assert exc.value.code == "status_list_expired"
+    assert isinstance(exc.value, FetchError)  # callers catching fetch failures still do
+
+
+def test_a_suspension_is_seen_offline_within_an_hour(
+    net: Net, clock: Clock, keystore: KeyStore, card: str
+) -> None:
+    """Finding 7: the list said ttl 60 s but lived a day, so a verifier cut off from the issuer
+    kept a suspended card valid for up to 24 h. Now: at most exp (1 h) + leeway (30 s)."""
+    publish_status(net, keystore, NOW, ttl=60)
+    v = make(net, clock)
+    assert v.verify(card).valid
+    # the holder reports the loss; the verifier no longer reaches the issuer
+    publish_status(net, keystore, NOW + 10, ttl=60, i3=CardStatus.SUSPENDED)
+    net.down = True
+    clock.t = NOW + 3600 + v.leeway - 1
+    result = v.verify(card)
+    assert result.valid and result.status_stale  # still the old list, and said so
+    clock.t = NOW + 3600 + v.leeway
+    with pytest.raises(StatusListExpiredError):
+        v.verify(card)  # the suspended card is not judged valid any more
+    # back online: the suspension shows at once
+    net.down = False
+    result = v.verify(card)
+    assert result.status is CardStatus.SUSPENDED and not result.valid and not result.status_stale
+
+
+def test_after_ttl_the_list_is_refetched_and_not_stale(
+    net: Net, clock: Clock, keystore: KeyStore, card: str
+) -> None:
+    publish_status(net, keystore, NOW, ttl=60)
+    v = make(net, clock)
+    first = v.verify(card)
+    assert not first.status_stale and first.to_dict()["status_stale"] is False
+    publish_status(net, keystore, NOW + 30, ttl=60, i3=CardStatus.SUSPENDED)
+    clock.t += 59
+    assert v.verify(card).valid  # within ttl: the cached copy, no fetch
+    assert net.log.count(STATUS_URI) == 1
+    clock.t += 2
+    result = v.verify(card)
+    assert net.log.count(STATUS_URI) == 2
+    assert result.status is CardStatus.SUSPENDED and not result.status_stale
+
+
+def test_a_long_lived_list_is_capped_by_the_verifier(
+    net: Net, clock: Clock, keystore: KeyStore, card: str
+) -> None:
+    """A list signed with a day's exp (an older issuer) is trusted for an hour at most."""
+    from ecard.tokens.jws import sign_jws
+    from ecard.tokens.status import STATUS_LIST_TYP
+
+    claims = {
+        "iss": ISSUER,
+        "sub": STATUS_URI,
+        "iat": NOW,
+        "exp": NOW + 86_400,
+        "ttl": 60,
+        "status_list": StatusList(64).encode(),
+    }
+    net.pages[STATUS_URI] = sign_jws(claims, keystore.signing_key(), typ=STATUS_LIST_TYP).encode()
+    v = make(net, clock)
+    assert v.verify(card).valid
+    net.down = True
+    clock.t = NOW + 3000
+    assert v.verify(card).status_stale
+    clock.t = NOW + 3600 + v.leeway
+    with pytest.raises(StatusListExpiredError):
+        v.verify(card)
+
+
+def test_an_expired_list_from_the_issuer_is_refused_with_its_own_code(
+    net: Net, clock: Clock, keystore: KeyStore, card: str
+) -> None:
+    """A stale cache in front of the issuer serves yesterday's list: not a card error."""
+    publish_status(net, keystore, NOW - 7200)
+    with pytest.raises(StatusListExpiredError) as exc:
+        make(net, clock).verify(card)
+    assert exc.value.code == "status_list_expired"
 
 
 def test_unknown_kid_refetches_the_jwks_once(
