@@ -115,6 +115,9 @@ BAD_USAGE: list[tuple[list[str], str]] = [
     (["serve", "--workers", "0"], "'--workers': must be a whole number between 1 and"),
     (["serve", "--workers", "100000"], "--workers"),
     (["serve", "--host"], "'--host' requires an argument"),
+    (["serve", "--host", "a b"], "'--host': must be a host name or an IP address"),
+    (["serve", "--host", "evil.example/x?"], "--host"),
+    (["demo", "--host", "-x"], "--host"),
 ]
 
 

@@ -3,7 +3,9 @@ parses the command line, so a bad value is a usage error (exit 2, one line) befo
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
 from typing import Any
 
 import click
@@ -56,3 +58,26 @@ FILE_OR_FOLDER = click.Path(exists=True)
 
 #: The port of ``ecard serve`` and of the URLs ``ecard demo`` prints.
 PORT = Between(1, 65535)
+
+
+class Host(click.ParamType):
+    """A host name or an IP address to listen on or to name in a URL (``0.0.0.0`` and ``::``
+    included); nothing that could break out of ``host:port`` or a URL."""
+
+    name = "host"
+    _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,252}[A-Za-z0-9])?$")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value).strip()
+        bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+        try:
+            ipaddress.ip_address(bare)
+            return bare
+        except ValueError:
+            pass
+        if not self._NAME.match(text):
+            self.fail(f"must be a host name or an IP address, not {value!r}.", param, ctx)
+        return text
+
+
+HOST = Host()

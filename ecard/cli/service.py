@@ -10,9 +10,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ecard.cli.output import print_json, warn
-from ecard.cli.params import FILE, FOLDER, PORT, Between
+from ecard.cli.params import FILE, FOLDER, HOST, PORT, Between
 from ecard.cli.usage import Command, Group
 from ecard.errors import EcardError
+
+#: What --host/--port default to.
+BIND_DEFAULT = "ECARD_BIND, else 127.0.0.1:8000"
 
 if TYPE_CHECKING:
     from ecard.config import Settings
@@ -23,7 +26,7 @@ def _open_store(settings: Settings) -> Store:
     """The service database (created and migrated on first use)."""
     from ecard.store import open_store
 
-    settings.instance.mkdir(parents=True, exist_ok=True)
+    settings.prepare_instance()  # 0700
     return open_store(settings.database_url, migrate=True)
 
 
@@ -136,6 +139,16 @@ def upgrade(settings: Settings) -> int:
     return 0
 
 
+def _listening_on(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """``settings`` with ``--host``/``--port`` over ``ECARD_BIND`` (as ``ecard serve`` does)."""
+    if host is None and port is None:
+        return settings
+    name = settings.bind_host if host is None else host
+    name = f"[{name}]" if ":" in name and not name.startswith("[") else name
+    bind = f"{name}:{settings.bind_port if port is None else port}"
+    return settings.model_copy(update={"bind": bind})
+
+
 @click.command(cls=Command)
 @click.option(
     "--photo", type=FILE, help="Replace the demo citizen's ID photo (e.g. your own selfie)."
@@ -143,17 +156,18 @@ def upgrade(settings: Settings) -> int:
 @click.option(
     "--enroll", is_flag=True, help="Also start an enrollment for the demo citizen; print its URL."
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Host of the printed URL.")
-@click.option("--port", type=PORT, default=8000, show_default=True, help="Port of the printed URL.")
+@click.option("--host", type=HOST, help=f"Host of the printed URLs (default: {BIND_DEFAULT}).")
+@click.option("--port", type=PORT, help=f"Port of the printed URLs (default: {BIND_DEFAULT}).")
 @click.pass_obj
-def demo(settings: Settings, photo: str | None, enroll: bool, host: str, port: int) -> int:
-    """Prepare a demo instance (idempotent; prints its credentials as JSON)."""
-    import os
-
+def demo(
+    settings: Settings, photo: str | None, enroll: bool, host: str | None, port: int | None
+) -> int:
+    """Prepare a demo instance (idempotent; prints its credentials as JSON). The links use
+    ECARD_PUBLIC_URL, else the address `ecard serve` listens on with the same --host/--port."""
     from ecard.demo import prepare_demo
 
     data = Path(photo).read_bytes() if photo else None
-    base = (os.environ.get("ECARD_PUBLIC_URL") or f"http://{host}:{port}").rstrip("/")
+    base = _listening_on(settings, host, port).public_base
     prepared = prepare_demo(settings, photo=data, enroll_base=base if enroll else None)
     # Indented for the person reading the terminal; still one JSON document for scripts.
     print_json(prepared.to_dict(), indent=2)
@@ -167,17 +181,18 @@ def demo(settings: Settings, photo: str | None, enroll: bool, host: str, port: i
 
 
 @click.command(cls=Command)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=PORT, default=8000, show_default=True, help="Port to listen on.")
+@click.option("--host", type=HOST, help=f"Address to listen on (default: {BIND_DEFAULT}).")
+@click.option("--port", type=PORT, help=f"Port to listen on (default: {BIND_DEFAULT}).")
 @click.option(
     "--workers",
     type=Between(1, 64),
     default=None,
     help="Gunicorn workers, 1-64 (default: ECARD_WORKERS, else 2).",
 )
-def serve(host: str, port: int, workers: int | None) -> int:
+def serve(host: str | None, port: int | None, workers: int | None) -> int:
     """Serve the API and pages with gunicorn; creates the instance folder (database, signing
-    key) on first run."""
+    key) on first run. Links, cards and status list URIs use ECARD_PUBLIC_URL, else this
+    address."""
     from ecard.web.serve import serve as run_server
 
     return run_server(host, port, workers)

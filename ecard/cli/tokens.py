@@ -18,14 +18,12 @@ if TYPE_CHECKING:
     from ecard.config import Settings
     from ecard.tokens.keys import KeySet, KeyStore
 
-ISSUER_HELP = "Expected iss (default: the configured issuer, ECARD_ISSUER or ECARD_PUBLIC_URL)."
+ISSUER_HELP = "Expected iss (default: ECARD_ISSUER, else ECARD_PUBLIC_URL, else ECARD_BIND's URL)."
 JWKS_HELP = "JWKS file or URL (default: the instance's keys)."
 
 
 def _issuer(settings: Settings, given: str | None) -> str:
-    from ecard.tokens.cards import issuer_from_env
-
-    return (given or issuer_from_env()).rstrip("/")
+    return (given or settings.card_issuer).rstrip("/")
 
 
 def _instance_keys(settings: Settings, *, existing: bool) -> KeyStore:
@@ -33,7 +31,7 @@ def _instance_keys(settings: Settings, *, existing: bool) -> KeyStore:
     one instead of creating the first key."""
     from ecard.tokens.keys import KeyStore
 
-    store = KeyStore(Path(settings.instance)).load()
+    store = KeyStore(settings.instance).load()
     if existing and not store.entries():
         raise InputError(f"No signing keys in {store.folder}; pass --jwks FILE_OR_URL.")
     return store

@@ -135,3 +135,48 @@ def test_demo_enroll_link_and_own_photo(instance: Path, shared_data: Path, capsy
         store.close()
 
     assert main(["demo", "--photo", "/nope.jpg"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("env_bind", "argv", "bind"),
+    [
+        (None, [], "127.0.0.1:8000"),
+        ("127.0.0.1:8765", [], "127.0.0.1:8765"),
+        ("127.0.0.1:8765", ["--port", "8123"], "127.0.0.1:8123"),
+        ("127.0.0.1:8765", ["--host", "::1"], "[::1]:8765"),
+        (None, ["--host", "localhost", "--port", "9000", "--workers", "3"], "localhost:9000"),
+    ],
+)
+def test_serve_listens_on_ecard_bind_unless_told_otherwise(
+    instance: Path, monkeypatch: pytest.MonkeyPatch, env_bind, argv: list[str], bind: str
+) -> None:
+    """`--host`/`--port` override ECARD_BIND (they used to default to 127.0.0.1:8000 and hide
+    it); the issuer and links follow the same address."""
+    from ecard.web.serve import EcardServer
+
+    seen: list = []
+    monkeypatch.setattr(EcardServer, "run", lambda self: seen.append(self.settings))
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # serve() sets it; restored after
+    if env_bind is not None:
+        monkeypatch.setenv("ECARD_BIND", env_bind)
+    assert main(["serve", *argv]) == 0
+    (settings,) = seen
+    assert settings.bind == bind
+    assert settings.card_issuer == f"http://{bind}".replace("0.0.0.0", "127.0.0.1")
+    assert settings.workers == (3 if "--workers" in argv else 2)
+
+
+@pytest.mark.shared_data
+def test_demo_links_follow_the_configured_origin(
+    instance: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("ECARD_BIND", "127.0.0.1:8444")
+    assert main(["demo", "--enroll"]) == 0
+    assert json.loads(capsys.readouterr().out)["enroll_url"].startswith(
+        "http://127.0.0.1:8444/enroll/"
+    )
+    monkeypatch.setenv("ECARD_PUBLIC_URL", "https://ecard.example/")
+    assert main(["demo", "--enroll", "--port", "9000"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["enroll_url"].startswith("https://ecard.example/enroll/")
+    assert "Hospital desk: https://ecard.example/hospital" in captured.err
