@@ -4,8 +4,8 @@ A capture is one liveness attempt recorded live: :meth:`Captures.start` draws th
 challenge and counts the attempt, :meth:`Captures.add_batch` analyses each small batch of JPEG
 frames as it arrives, judges its timing and reveals a cue when it is due, and
 :meth:`Captures.finish` turns what was analysed into the verdict, matches the registry photo and
-records the outcome through the same path as the one-shot upload
-(:meth:`ecard.enrollment.Enrollments.record_liveness`).
+records the outcome through the same domain function as the one-shot upload
+(:func:`ecard.enrollment.verify.decide_and_record`).
 
 State between batches lives in the ``captures`` row (batches may reach different workers): the
 secret plan, the next ``seq``, the timing figures, the cue reveal times and the analyser's state
@@ -48,6 +48,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ecard.enrollment import Enrollments
+from ecard.enrollment.verify import decide_and_record
 from ecard.errors import (
     BatchOrderError,
     BatchRepeatedError,
@@ -65,7 +66,7 @@ from ecard.errors import (
     TooManyFramesError,
     UnreadableMediaError,
 )
-from ecard.store.models import AuditEvent, CaptureRow, Citizen, Enrollment
+from ecard.store.models import AuditEvent, CaptureRow, Enrollment
 
 if TYPE_CHECKING:
     import numpy as np
@@ -520,38 +521,28 @@ class Captures:
         plan = Plan.from_json(row.plan)
         reveals = [int(v) for v in json.loads(row.reveals)]
         result: LivenessResult | None = None
-        reason: str | None = "no_face"
+        refused: str | None = None
         if row.state:
             session = self.analysers.load(row.state)
             try:
                 result = session.finish(None if plan.live else Challenge(blinks=plan.blinks))
             except FaceError as exc:
-                reason = exc.code
-            else:
-                reason = result.reason
+                refused = exc.code
         answered = 0
-        met = plan.live is None
         if result is not None and plan.live is not None:
             first = row.first_ts or 0.0
             newest = row.newest_ts or first
             verdict = judge_live(
                 plan.live, reveals, result.events, (math.floor(first), math.ceil(newest))
             )
-            answered, met = sum(verdict.answered), verdict.met
-            if reason is None and not met:
-                reason = verdict.reason or "challenge_not_met"
-        live = result is not None and result.live and met
-        matched = False
-        if live and result is not None:
-            matched = self._matches(enrollment_id, result)
-            reason = None if matched else "no_match"
-        blinks = result.blinks if result is not None else 0
-        rec = self.enrollments.record_liveness(
+            answered = sum(verdict.answered)
+            if not verdict.met:
+                refused = verdict.reason or "challenge_not_met"
+        rec = decide_and_record(
+            self.enrollments,
             enrollment_id,
-            live=live,
-            blinks=blinks,
-            match=matched,
-            reason=reason,
+            result,
+            refused=refused,
             capture_id=capture_id,
             detail=f"cues={answered}/{plan.cues_total}" if plan.live else None,
             now=now,
@@ -566,23 +557,6 @@ class Captures:
             cues_asked=plan.cues_total,
             cues_answered=answered,
         )
-
-    def _matches(self, enrollment_id: str, result: LivenessResult) -> bool:
-        from ecard.faces.match import FaceTemplate, match_template
-
-        samples = result.best_samples(3)
-        if not samples:
-            return False
-        with self.store.read() as s:
-            template = s.scalar(
-                select(Citizen.template)
-                .join(Enrollment, Enrollment.citizen_id == Citizen.id)
-                .where(Enrollment.id == enrollment_id)
-            )
-        if template is None:
-            raise NotFoundError("No such enrollment.")
-        found = match_template(FaceTemplate.from_bytes(template), [s.encoding for s in samples])
-        return bool(found.match)
 
     # -- expiry -----------------------------------------------------------------------------
 

@@ -221,6 +221,18 @@ class Enrollments:
             raise NotFoundError("No such enrollment.")
         return str(number)
 
+    def template_of(self, enrollment_id: str) -> bytes:
+        """The registry face template of the enrollment's citizen (for the liveness match)."""
+        with self.store.read() as s:
+            template = s.scalar(
+                select(Citizen.template)
+                .join(Enrollment, Enrollment.citizen_id == Citizen.id)
+                .where(Enrollment.id == enrollment_id)
+            )
+        if template is None:
+            raise NotFoundError("No such enrollment.")
+        return bytes(template)
+
     def channel_of(self, enrollment_id: str) -> int:
         with self.store.read() as s:
             channel_id = s.scalar(
@@ -508,6 +520,8 @@ class Enrollments:
             row = s.get(Enrollment, enrollment_id)
         if row is None:
             raise NotFoundError("No such enrollment.")
+        if row.state == S.EXPIRED:  # 410 as every other step answers, not 409
+            raise EnrollmentExpiredError()
         if row.state == S.LOCKED:
             raise EnrollmentLockedError()
         if row.state != state:

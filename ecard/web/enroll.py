@@ -15,6 +15,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from ecard.cards import CardDraft
 from ecard.enrollment import AGREEMENT_VERSION, Enrollments, EnrollmentView, agreement
+from ecard.enrollment.verify import decide_and_record
 from ecard.errors import AuthError, InvalidFieldError, LiveCaptureRequiredError, NotFoundError
 from ecard.web import metrics
 from ecard.web.http import bearer, channel, json_body, optional_json_body, services, str_field
@@ -153,7 +154,6 @@ def liveness(enrollment_id: str) -> Response:
     upload = read_upload(svc.web)
     models = svc.require_models()
     pad = svc.require_pad()
-    from ecard.faces.match import FaceTemplate, match_template
     from ecard.liveness import Challenge, MediaLimits, analyze_frames, analyze_video
 
     ticket = enr.take_nonce(enrollment_id, upload.nonce)
@@ -174,18 +174,7 @@ def liveness(enrollment_id: str) -> Response:
         frames = [(data, float(t)) for data, t in upload.frames]
         result = analyze_frames(frames, models=models, challenge=challenge, limits=limits, pad=pad)
     del upload  # frames are dropped as soon as they are analysed
-    template = FaceTemplate.from_bytes(ticket.template)
-    encodings = [s.encoding for s in result.best_samples(3)]
-    matched = match_template(template, encodings) if encodings else None
-    is_match = bool(matched.match) if matched is not None else False
-    reason = result.reason if not result.live else (None if is_match else "no_match")
-    verdict = enr.record_liveness(
-        enrollment_id,
-        live=bool(result.live),
-        blinks=int(result.blinks),
-        match=is_match,
-        reason=reason,
-    )
+    verdict = decide_and_record(enr, enrollment_id, result, template=ticket.template)
     metrics.LIVENESS.labels(
         outcome=verdict.state if verdict.reason is None else verdict.reason
     ).inc()

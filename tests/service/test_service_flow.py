@@ -205,3 +205,29 @@ def test_a_video_upload_works_the_same(
         headers=bearer(tok),
     )
     assert r.status_code == 409
+
+
+def test_a_failed_one_shot_attempt_tells_nothing_about_the_face(
+    tmp_path, store: Store, face_models, clip_media
+) -> None:
+    """The right person's clip without the two blinks asked: not live, and the registry photo
+    is not compared (``match`` false, reason ``not_live``-like), as on the live capture path
+    (one domain function decides both, ecard/enrollment/verify.py)."""
+    from ecard.web import create_app
+
+    app = create_app(app_config(tmp_path, store, face_models))
+    client = app.test_client()
+    creds = Clients(store)
+    number = _register(store, face_models, clip_media["id_photo"], 4)
+    enr = start_enrollment(client, creds, number, name="Zhang Wei")
+    client.post(
+        f"/api/v1/enrollments/{enr['enrollment_id']}/consent",
+        json={"agree": True},
+        headers=bearer(enr["enrollment_token"]),
+    )
+    # frames 46-79: eyes open throughout (the clip's blinks are at ~10-13, 40-43, 82-85)
+    r = _upload(client, enr, clip_media["frames"][46:80])
+    assert r.status_code == 200, r.json
+    assert r.json["live"] is False and r.json["blinks"] < 2, r.json
+    assert r.json["match"] is False and r.json["reason"] not in (None, "no_match"), r.json
+    assert r.json["state"] == "consented" and r.json["attempts_left"] == 2
