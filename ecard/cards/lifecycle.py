@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -11,7 +12,15 @@ from sqlalchemy import bindparam, select, update
 
 from ecard.cards.status import CardStatus
 from ecard.cards.values import CardInfo, card_info
-from ecard.errors import CardStateError, NotFoundError, PinLockedError, WrongPinError
+from ecard.errors import (
+    CardStateError,
+    NotFoundError,
+    PinLockedError,
+    PinWaitError,
+    TokenError,
+    TokenSupersededError,
+    WrongPinError,
+)
 from ecard.store.audit import record
 from ecard.store.db import FastScalar
 from ecard.store.models import Card, Citizen, StatusListRow
@@ -23,6 +32,11 @@ if TYPE_CHECKING:
 
 def _now(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(UTC)
+
+
+def pin_key(card_id: str) -> str:
+    """The lockout counter key of a card's PIN."""
+    return f"pin:{card_id}"
 
 
 #: Compiled status queries per engine (see :class:`~ecard.store.db.FastScalar`).
@@ -65,27 +79,76 @@ class Cards:
     def check_pin(
         self,
         card_id: str,
-        pin: str,
+        pin: object,
         *,
         actor: str = "citizen",
         action: str = "pin_check",
         now: datetime | None = None,
     ) -> None:
-        """Check the card's PIN with the 6-try lockout (:class:`ecard.tokens.pin.PinGuard`).
+        """Check the card's PIN with the card's lockout (:class:`ecard.tokens.pin.PinGuard`).
 
         A try is reserved (counted atomically in the database) before the slow hash comparison,
-        so N parallel guesses never test more than six PINs; a right PIN clears the count. After
-        the sixth wrong PIN the card refuses every PIN (a fresh enrollment reissues it).
+        so N parallel guesses never test more PINs than the policy allows; a right PIN clears
+        the count. Wrong PINs cost a growing wait (``pin_wait``), never a permanent lock from a
+        stranger: after 100 consecutive wrong PINs (``pin_locked``) only the holder's new PIN,
+        set after a fresh face check (:meth:`reset_pin`), opens it again. Refusals are audited.
         """
         with self.store.read() as s:
             pin_hash = s.scalar(select(Card.pin_hash).where(Card.id == card_id))
         if pin_hash is None:
             raise NotFoundError("No such card.")
         try:
-            self.guard.check(f"pin:{card_id}", lambda: self.hasher.verify(pin, pin_hash))
-        except (WrongPinError, PinLockedError) as exc:
+            self.guard.check(pin_key(card_id), lambda: self.hasher.verify(pin, pin_hash), now=now)
+        except (WrongPinError, PinWaitError, PinLockedError) as exc:
             self._audit(actor, action, exc.code, card_id, _now(now))
             raise
+
+    def current(self, card_id: str, jti: str) -> CardInfo:
+        """The card of a card token whose ``jti`` is still the card's current one.
+
+        Holder routes call this: once :meth:`rotate_jti` (``/cards/login``) or :meth:`reset_pin`
+        gave out a new token, the older ones answer 401 ``token_superseded``. Unknown cards
+        answer 401 ``token_invalid``.
+        """
+        with self.store.read() as s:
+            card = s.get(Card, card_id)
+            if card is None:
+                raise TokenError("The card is not known to this service.")
+            if not hmac.compare_digest(card.jti.encode(), jti.encode()):
+                raise TokenSupersededError()
+            return card_info(card, s.get_one(Citizen, card.citizen_id))
+
+    def suspend(
+        self, card_id: str, *, actor: str, detail: str | None = None, now: datetime | None = None
+    ) -> CardInfo:
+        """Report a loss: the card is suspended and the status list says so at once (409 when
+        it is not active). ``detail`` (no personal data) goes to the audit row."""
+        now = _now(now)
+        info = self.set_status(card_id, "suspended", actor=actor, now=now)
+        if detail:
+            self._audit(actor, "loss_report", detail[:40], card_id, now)
+        return info
+
+    def reset_pin(
+        self, card_id: str, pin_hash: str, *, actor: str, now: datetime | None = None
+    ) -> str:
+        """A new PIN (its hash) after a fresh face check: the lockout is cleared and the card's
+        ``jti`` rotated (tokens given out before stop working on holder routes). Returns the
+        new ``jti``."""
+        now = _now(now)
+        jti = secrets.token_hex(16)
+        with self.store.write() as s:
+            done = s.execute(
+                update(Card)
+                .where(Card.id == card_id, Card.status != "revoked")
+                .values(pin_hash=pin_hash, jti=jti, changed_at=now)
+                .returning(Card.id)
+            ).first()
+            if done is None:
+                raise CardStateError("This card was replaced; it has no PIN to reset.")
+            record(s, actor=actor, action="pin_reset", outcome="reset", card_id=card_id, now=now)
+        self.guard.reset(pin_key(card_id))
+        return jti
 
     def set_status(
         self,
@@ -111,6 +174,8 @@ class Cards:
             return card_info(card, s.get_one(Citizen, card.citizen_id))
 
     def rotate_jti(self, card_id: str) -> str:
+        """A new current ``jti`` for a freshly signed card token (``/cards/login``): the
+        previous tokens of the card stop working on holder routes (:meth:`current`)."""
         jti = secrets.token_hex(16)
         with self.store.write() as s:
             s.execute(update(Card).where(Card.id == card_id).values(jti=jti))

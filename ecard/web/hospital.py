@@ -1,84 +1,150 @@
-"""Hospital desk: scan a QR code (single use) and confirm the holder's PIN for settlement."""
+"""Hospital API: scan a QR code (single use) and confirm the holder's PIN for settlement.
+
+Both routes take the hospital's HTTP Basic credentials (scope ``scan``) and call
+:class:`ecard.hospital.HospitalDesk`, the same domain functions the desk pages call
+(``ecard/web/desk.py``). A confirmation names the ``scan_id`` its scan answered: unknown card
+numbers, unscanned cards and other hospitals' scans all get one answer, 409 ``scan_required``.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from pydantic import Field
 
-from ecard.errors import (
-    InvalidFieldError,
-    MissingFieldError,
-    NotFoundError,
-    TokenError,
-    TokenReplayedError,
-    UnsupportedMediaTypeError,
-)
-from ecard.web.http import channel, json_body, services, str_field
+from ecard.hospital import Confirmation, HospitalDesk, ScanResult
+from ecard.web.apispec import BASIC, parsed_form, parsed_json, responses, validate
+from ecard.web.http import channel, services
+from ecard.web.schemas import Answer, Body, FilePart, Form
 
 bp = Blueprint("hospital", __name__, url_prefix="/api/v1/scan")
 
 
-def _qr_text() -> str:
-    from ecard.tokens.qr import decode_qr_image
+class ScanBody(Body):
+    """A QR code's text, as a handheld scanner types it."""
 
-    if request.mimetype == "multipart/form-data":
-        images = request.files.getlist("image")
-        if len(images) != 1:
-            raise MissingFieldError("Send exactly one 'image' file.")
-        return decode_qr_image(images[0].read())
-    if request.is_json:
-        return str_field(json_body(), "qr_token", max_len=2048).strip()
-    raise UnsupportedMediaTypeError("Send JSON {\"qr_token\"} or a multipart 'image'.")
+    qr_token: str = Field(min_length=1, max_length=2048)
 
 
-@bp.post("")
-def scan() -> Response:
-    """Who is the patient: verify a QR token once; a second scan answers ``replayed``."""
-    from ecard.tokens.qr import verify_qr
+class ScanForm(Form):
+    """A picture of the QR code (desk camera frame or upload), decoded on the server."""
 
-    ch = channel("scan")
+    image: FilePart
+
+
+class ScanAnswer(Answer):
+    """Who the patient is. ``valid`` false with an ``error`` for a refused code (``replayed``,
+    ``token_expired``, ``unknown_card``, ``card_suspended`` ...); ``scan_id`` (valid scans
+    only) is what the confirmation must name, until ``confirm_by``."""
+
+    valid: bool
+    error: str | None = None
+    message: str | None = None
+    scan_id: str | None = None
+    card_no: str | None = None
+    name: str | None = None
+    id_number_masked: str | None = None
+    status: str | None = None
+    expires_in: int | None = Field(default=None, description="seconds the QR code stays valid")
+    valid_for_s: int | None = Field(default=None, description="the same, for the desk page")
+    confirm_by: str | None = Field(default=None, description="end of the confirmation window")
+
+
+class ConfirmBody(Body):
+    """The settlement: the scan being confirmed and the PIN the patient typed."""
+
+    scan_id: str | None = Field(default=None, max_length=64)
+    pin: str = Field(max_length=64)
+
+
+class ConfirmAnswer(Answer):
+    confirmed: bool
+    card_no: str
+    status: str
+    name: str | None = None
+
+
+def desk_service() -> HospitalDesk:
+    """The desk domain over this process's services (the API and the desk pages share it)."""
     svc = services()
-    text = _qr_text()
-    cards = svc.cards()
-    actor = f"hospital:{ch.client_id}"
-    try:
-        qr = verify_qr(text, svc.require_keys(), issuer=svc.issuer, replay_guard=svc.replay)
-    except TokenReplayedError as exc:
-        cards.audit(actor, "scan", "replayed", None)
-        return jsonify(valid=False, error=exc.code, message="This QR code was already used.")
-    except TokenError as exc:
-        return jsonify(valid=False, error=exc.code, message=exc.message)
-    try:
-        card = cards.by_number(qr.card_no)
-    except NotFoundError:
-        return jsonify(valid=False, error="unknown_card", message="This card was not issued here.")
-    cards.audit(actor, "scan", card.status, card.id)
-    expires_in = max(0, qr.expires_at - int(datetime.now(UTC).timestamp()))
-    return jsonify(
-        valid=card.status == "active",
-        card_no=card.card_no,
-        name=card.name,
-        id_number_masked=card.id_number_masked,
-        status=card.status,
-        expires_in=expires_in,
+    return HospitalDesk(
+        svc.store, svc.cards(), svc.require_keys(), issuer=svc.issuer, replay=svc.replay
     )
 
 
-@bp.post("/confirm")
-def confirm() -> Response:
-    """Settlement: the holder types the PIN at the desk (6 wrong PINs lock the card's PIN)."""
+def scan_answer(result: ScanResult) -> Response:
+    """A :class:`ScanResult` as JSON (absent fields left out)."""
+    body: dict[str, Any] = {
+        "valid": result.valid,
+        "error": result.error,
+        "message": result.message,
+        "scan_id": result.scan_id,
+        "card_no": result.card_no,
+        "name": result.name,
+        "id_number_masked": result.id_number_masked,
+        "status": result.status,
+        "expires_in": result.expires_in,
+        "valid_for_s": result.expires_in,
+        "confirm_by": (
+            result.confirm_by.isoformat().replace("+00:00", "Z") if result.confirm_by else None
+        ),
+    }
+    return jsonify({k: v for k, v in body.items() if v is not None})
+
+
+def confirm_answer(done: Confirmation) -> Response:
+    body = {
+        "confirmed": done.confirmed,
+        "card_no": done.card_no,
+        "status": done.status,
+        "name": done.name,
+    }
+    return jsonify({k: v for k, v in body.items() if v is not None})
+
+
+def qr_text() -> str:
+    """The QR text of a validated scan request: the JSON ``qr_token`` or the decoded image."""
+    from ecard.tokens.qr import decode_qr_image
+
+    if request.mimetype == "multipart/form-data":
+        return decode_qr_image(parsed_form(ScanForm).image)
+    return parsed_json(ScanBody).qr_token.strip()
+
+
+def _hospital() -> None:
+    channel("scan")
+
+
+@bp.post("")
+@validate(
+    json=ScanBody,
+    form=ScanForm,
+    resp=responses({200: ScanAnswer}, 400, 401, 403, 413, 415, 422, 429, 503),
+    tags=["hospital"],
+    security=BASIC,
+    guard=_hospital,
+)
+def scan() -> Response:
+    """Who is the patient: verify a QR token once; a second scan answers ``replayed``"""
     ch = channel("scan")
-    body = json_body()
-    card_no = str_field(body, "card_no", max_len=32).strip()
-    pin = str_field(body, "pin", max_len=64)
-    if not card_no:
-        raise InvalidFieldError("The card number is empty.")
-    svc = services()
-    cards = svc.cards()
-    card = cards.by_number(card_no)
-    cards.check_pin(card.id, pin, actor=f"hospital:{ch.client_id}", action="confirm")
-    if card.status != "active":
-        return jsonify(confirmed=False, card_no=card.card_no, status=card.status)
-    cards.audit(f"hospital:{ch.client_id}", "confirm", "confirmed", card.id)
-    return jsonify(confirmed=True, card_no=card.card_no, name=card.name, status=card.status)
+    return scan_answer(desk_service().scan(ch.client_id, qr_text()))
+
+
+@bp.post("/confirm")
+@validate(
+    json=ConfirmBody,
+    resp=responses({200: ConfirmAnswer}, 400, 401, 403, 409, 415, 422, 423, 429, 503),
+    tags=["hospital"],
+    security=BASIC,
+    guard=_hospital,
+)
+def confirm() -> Response:
+    """Settlement: the patient types the PIN of the card this hospital just scanned
+
+    ``scan_id`` is the one the scan answered (valid for 3 minutes, one settlement). Without a
+    matching recent scan by this hospital the answer is 409 ``scan_required``, whatever the card.
+    """
+    ch = channel("scan")
+    body = parsed_json(ConfirmBody)
+    return confirm_answer(desk_service().confirm(ch.client_id, body.scan_id, body.pin))

@@ -20,7 +20,7 @@ from svc_helpers import (
 from ecard.enrollment import Enrollments, random_challenge
 from ecard.errors import NonceError
 from ecard.store import Store
-from ecard.store.models import AuditEvent, Card, Enrollment
+from ecard.store.models import AttemptRow, AuditEvent, Card, Enrollment
 
 
 def test_authorize_show_consent_challenge(client, store: Store, creds) -> None:
@@ -311,51 +311,61 @@ def test_two_concurrent_issuances_give_one_card(app, store: Store, creds) -> Non
     assert len(live) == 1
 
 
-def test_concurrent_pin_guesses_stop_at_six(app, store: Store, creds) -> None:
+def test_concurrent_wrong_pins_get_five_checks_then_a_wait(app, store: Store, creds) -> None:
+    """Finding 2: a stranger with the card number alone fires wrong PINs at the unauthenticated
+    login in parallel: five are checked, the rest wait; the card is never locked for good."""
     card = issue_card(app.test_client(), store, creds)
     codes = _parallel(
         10,
         lambda i: (
             app.test_client()
-            .post(
-                "/api/v1/scan/confirm",
-                json={"card_no": card["card_no"], "pin": f"{903100 + i}"},
-                headers=creds.hospital,
-            )
+            .post("/api/v1/cards/login", json={"card_no": card["card_no"], "pin": f"{903100 + i}"})
             .json["error"]
         ),
     )
-    assert codes.count("wrong_pin") + codes.count("pin_locked") == 10
-    assert codes.count("wrong_pin") <= 6 and codes.count("pin_locked") >= 4
+    assert codes.count("wrong_pin") == 4 and codes.count("pin_wait") == 6
     right = app.test_client().post(
-        "/api/v1/scan/confirm",
-        json={"card_no": card["card_no"], "pin": "480613"},
-        headers=creds.hospital,
+        "/api/v1/cards/login", json={"card_no": card["card_no"], "pin": "480613"}
     )
-    assert right.status_code == 423 and right.json["error"] == "pin_locked"
+    assert right.status_code == 429 and right.json["error"] == "pin_wait"
+    assert 0 < int(right.headers["Retry-After"]) <= 60
+    with store.write() as s:  # the minute passes
+        s.execute(update(AttemptRow).values(next_try_at=datetime.now(UTC) - timedelta(seconds=1)))
+    again = app.test_client().post(
+        "/api/v1/cards/login", json={"card_no": card["card_no"], "pin": "480613"}
+    )
+    assert again.status_code == 200 and again.json["status"] == "active"
+
+
+def _scan(client, creds, card: dict) -> str:
+    qr = client.post("/api/v1/cards/qr", json={"pin": "480613"}, headers=bearer(card["card"]))
+    assert qr.status_code == 201, qr.json
+    scanned = client.post(
+        "/api/v1/scan", json={"qr_token": qr.json["qr_token"]}, headers=creds.hospital
+    )
+    assert scanned.json["valid"] is True, scanned.json
+    return str(scanned.json["scan_id"])
 
 
 def test_right_pin_confirms_and_resets_the_count(client, store: Store, creds) -> None:
     card = issue_card(client, store, creds)
-    for _ in range(5):
+    scan_id = _scan(client, creds, card)
+    for _ in range(4):
         r = client.post(
             "/api/v1/scan/confirm",
-            json={"card_no": card["card_no"], "pin": "000001"},
+            json={"scan_id": scan_id, "pin": "000001"},
             headers=creds.hospital,
         )
-        assert r.status_code == 403
+        assert r.status_code == 403 and r.json["error"] == "wrong_pin"
     r = client.post(
-        "/api/v1/scan/confirm",
-        json={"card_no": card["card_no"], "pin": "480613"},
-        headers=creds.hospital,
+        "/api/v1/scan/confirm", json={"scan_id": scan_id, "pin": "480613"}, headers=creds.hospital
     )
     assert r.status_code == 200 and r.json["confirmed"] is True and r.json["name"] == "Li Lei"
+    scan_id = _scan(client, creds, card)
     r = client.post(
-        "/api/v1/scan/confirm",
-        json={"card_no": card["card_no"], "pin": "000001"},
-        headers=creds.hospital,
+        "/api/v1/scan/confirm", json={"scan_id": scan_id, "pin": "000001"}, headers=creds.hospital
     )
-    assert r.json["message"].endswith("5 tries left.")
+    assert r.json["message"].endswith("4 tries left before a wait.")
 
 
 def test_audit_log_and_database_hold_no_secrets(client, store: Store, creds) -> None:
