@@ -3,8 +3,8 @@
 Identity binding (docs/liveness.md) computes face descriptors around every eye closure and in
 every identity part of a capture, and refuses the capture as ``face_changed`` when any two are
 further apart than ``BlinkPolicy.same_face_distance``. This is a different decision from the
-registry match (live vs ID photo, ``models/calibration.json`` key ``"match"``): both sides are
-live frames of one session, so it can be tighter.
+registry match (live vs ID photo, ``ecard/faces/data/calibration.json`` key ``"match"``): both
+sides are live frames of one session, so it can be tighter.
 
 Measured here, each on every shared live clip, as decoded and as the enrollment page sends it
 (12 fps, long side 320 px, JPEG 65):
@@ -16,8 +16,9 @@ Measured here, each on every shared live clip, as decoded and as the enrollment 
   (bench/attacks/splices.py) with the registry photo or the live frames of three victims and
   two blinking strangers.
 
-Writes the figures to ``models/calibration.json`` under ``"same_person"`` (``--dry-run`` only
-prints). Run: ``.venv/bin/python -m bench.calibrate_identity``.
+Writes the figures to ``ecard/faces/data/calibration.json`` (package data) under
+``"same_person"`` (``--dry-run`` only prints).
+Run: ``.venv/bin/python -m bench.calibrate_identity``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Calibrate the ID-photo match threshold on ../shared/data/faces; write models/calibration.json.
+"""Calibrate the ID-photo match threshold on ../shared/data/faces; write the package data file
+ecard/faces/data/calibration.json.
 
 Run: ``.venv/bin/python -m bench.calibrate_match [--faces DIR] [--dry-run]`` (about a minute).
 Method in docs/matching.md and ecard/faces/calibration.py. Prints a table of FNMR and false

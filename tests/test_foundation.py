@@ -95,5 +95,5 @@ def test_cli_usage_error_is_one_line_exit_2():
 
 
 def test_manifest_is_json():
-    path = Path(__file__).resolve().parents[1] / "models" / "manifest.json"
+    path = Path(__file__).resolve().parents[1] / "ecard" / "faces" / "data" / "manifest.json"
     assert json.loads(path.read_text())["files"]
