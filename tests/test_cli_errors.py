@@ -271,3 +271,29 @@ def test_help_and_usage_errors_import_nothing_heavy(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["liveness", "DIR"],
+        ["match", "FILE", "FILE"],
+        ["citizens", "add", "--id-number", "11010519491231002X", "--name", "A", "--photo", "FILE"],
+    ],
+    ids=["liveness", "match", "citizens add"],
+)
+def test_the_face_commands_load_the_models_from_ecard_models_dir(
+    inst: Path,
+    files: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+) -> None:
+    """ECARD_MODELS_DIR is the one place the CLI takes its model files from: a folder without
+    them is exit 1 (not bad input), one line naming the missing model."""
+    (tmp_path / "no-models").mkdir()
+    monkeypatch.setenv("ECARD_MODELS_DIR", str(tmp_path / "no-models"))
+    assert main([files.get(a, a) for a in argv]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ecard: model_missing:")

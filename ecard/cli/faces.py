@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,10 +12,24 @@ from ecard.cli.params import FILE, FILE_OR_FOLDER, Between, PositiveFinite
 from ecard.cli.usage import Command
 from ecard.errors import InputError
 
+if TYPE_CHECKING:
+    from ecard.config import Settings
+    from ecard.faces.models import FaceModels
+
 #: The most blinks a challenge may ask for (the same bound as ECARD_LIVENESS_CHALLENGE).
 MAX_BLINKS = 10
 #: The highest frame rate of an EAR series (``detect_blinks`` refuses more).
 MAX_FPS = 1000.0
+
+
+def face_models(settings: Settings) -> FaceModels:
+    """The loaded dlib models: from ``ECARD_MODELS_DIR`` when it is set, else the process-wide
+    ones of the ``face_recognition_models`` package (loaded once, checked against the manifest)."""
+    from ecard.faces.models import FaceModels, shared_models
+
+    if settings.models_dir is None:
+        return shared_models()
+    return FaceModels(folder=settings.models_dir, manifest=settings.models_manifest).load()
 
 
 @click.command(cls=Command)
@@ -27,15 +42,15 @@ MAX_FPS = 1000.0
     metavar="N",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def liveness(video: str, blinks: int | None, as_json: bool) -> int:
+@click.pass_obj
+def liveness(settings: Settings, video: str, blinks: int | None, as_json: bool) -> int:
     """Blink liveness of a clip (any container OpenCV reads) or a folder of JPEG frames taken in
     natural file-name order (f_2.jpg before f_10.jpg). A clip that is not live is exit 0: the
     verdict is the output."""
-    from ecard.faces.models import shared_models
     from ecard.liveness import Challenge, analyze_video
 
     challenge = None if blinks is None else Challenge(blinks=blinks)
-    result = analyze_video(video, models=shared_models(), challenge=challenge)
+    result = analyze_video(video, models=face_models(settings), challenge=challenge)
     if as_json:
         print_json(result.to_dict())
         return 0
@@ -95,7 +110,8 @@ def blinks(series: str, fps: float, as_json: bool) -> int:
 @click.argument("id_photo", metavar="ID_PHOTO")
 @click.argument("files", metavar="PHOTO_OR_VIDEO...", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def match(id_photo: str, files: tuple[str, ...], as_json: bool) -> int:
+@click.pass_obj
+def match(settings: Settings, id_photo: str, files: tuple[str, ...], as_json: bool) -> int:
     """Compare photos or clips with an ID photo (exactly one face): one line per file, in
     order. A file without a usable face gets an error line and the rest goes on; the command
     then ends with exit 2."""
@@ -105,10 +121,10 @@ def match(id_photo: str, files: tuple[str, ...], as_json: bool) -> int:
         match_template,
         template_from_photo,
     )
-    from ecard.faces.models import shared_models
 
-    models = shared_models()
-    threshold = load_calibration().threshold  # before any work: no guessed threshold
+    models = face_models(settings)
+    # Before any work: no guessed threshold.
+    threshold = load_calibration(settings.calibration).threshold
     template = template_from_photo(id_photo, models=models)
     failed = 0
     for name in files:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ecard.cli.faces import face_models
 from ecard.cli.output import print_json, warn
 from ecard.cli.params import FILE, FOLDER, HOST, PORT, Between
 from ecard.cli.usage import Command, Group
@@ -43,14 +44,14 @@ def citizens() -> None:
 def add(settings: Settings, id_number: str, name: str, photo: str) -> int:
     """Register a citizen and their ID photo."""
     from ecard.citizens import add_citizen, mask_id_number, validate_id_number, validate_name
-    from ecard.faces.models import shared_models
 
     validate_id_number(id_number)  # before the face models load: a typo is refused at once
     validate_name(name)
     data = Path(photo).read_bytes()
     store = _open_store(settings)
     try:
-        rec = add_citizen(store, id_number=id_number, name=name, photo=data, models=shared_models())
+        models = face_models(settings)
+        rec = add_citizen(store, id_number=id_number, name=name, photo=data, models=models)
     finally:
         store.close()
     print_json({"id_number": mask_id_number(rec.id_number), "name": rec.name, "added": True})
@@ -66,8 +67,8 @@ def import_citizens(settings: Settings, csv: str, photos: str) -> int:
     totals. Rows already registered are skipped; a row that fails makes the exit code 2."""
     from ecard.citizens import add_citizen, mask_id_number, read_import_csv
     from ecard.errors import AlreadyExistsError
-    from ecard.faces.models import shared_models
 
+    models = face_models(settings)
     store = _open_store(settings)
     added = skipped = failed = 0
     try:
@@ -79,7 +80,7 @@ def import_citizens(settings: Settings, csv: str, photos: str) -> int:
                     id_number=row.id_number,
                     name=row.name,
                     photo=row.photo.read_bytes(),
-                    models=shared_models(),
+                    models=models,
                 )
                 out.update(id_number=mask_id_number(rec.id_number), added=True)
                 added += 1
