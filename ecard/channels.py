@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ecard.errors import AlreadyExistsError, AuthError, ForbiddenError, InputError
+from ecard.names import check_label
 from ecard.store.models import Channel
 
 if TYPE_CHECKING:
@@ -67,9 +68,7 @@ def _hash_secret(secret: str) -> str:
 
 def add_channel(store: Store, name: str, scopes: str) -> ChannelCredentials:
     """Create a channel; returns its credentials (the secret is shown only this once)."""
-    clean = " ".join(name.split())
-    if not clean or len(clean) > 100:
-        raise InputError("The channel name must be 1-100 characters.")
+    clean = check_label(name, what="channel name")
     parsed = parse_scopes(scopes)
     creds = ChannelCredentials("ch_" + secrets.token_hex(8), secrets.token_urlsafe(32))
     try:

@@ -23,6 +23,7 @@ from ecard.errors import (
     InputError,
     InvalidIdNumberError,
 )
+from ecard.names import check_name as check_name
 from ecard.store.models import Citizen
 
 if TYPE_CHECKING:
@@ -69,13 +70,8 @@ def mask_name(name: str) -> str:
     return name[:1] + "*" * max(1, len(name) - 1) if name else ""
 
 
-def validate_name(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InputError("The name must be a non-empty string.")
-    name = " ".join(value.split())
-    if len(name) > 100:
-        raise InputError("The name is longer than 100 characters.")
-    return name
+#: The older name of :func:`check_name` (kept for its callers).
+validate_name = check_name
 
 
 @dataclass(frozen=True)
@@ -92,7 +88,7 @@ def add_citizen(
 ) -> CitizenRecord:
     """Register a citizen; computes the ID-photo template first (one face, EXIF applied)."""
     number = validate_id_number(id_number)
-    clean_name = validate_name(name)
+    clean_name = check_name(name)
     from ecard.faces.match import template_from_photo
 
     template = template_from_photo(photo, models=models)
