@@ -32,7 +32,7 @@ def face_models(settings: Settings) -> FaceModels:
     return FaceModels(folder=settings.models_dir, manifest=settings.models_manifest).load()
 
 
-@click.command(cls=Command)
+@click.command(cls=Command, short_help="Blink liveness of a clip or a folder of frames.")
 @click.argument("video", metavar="VIDEO", type=FILE_OR_FOLDER)
 @click.option(
     "--blinks",
@@ -64,7 +64,7 @@ def liveness(settings: Settings, video: str, blinks: int | None, as_json: bool) 
     return 0
 
 
-@click.command(cls=Command)
+@click.command(cls=Command, short_help="Find blinks in an eye-aspect-ratio series.")
 @click.argument("series", metavar="SERIES", type=FILE)
 @click.option(
     "--fps",
@@ -104,7 +104,7 @@ def blinks(series: str, fps: float, as_json: bool) -> int:
     return 0
 
 
-@click.command(cls=Command)
+@click.command(cls=Command, short_help="Compare photos or clips with an ID photo.")
 # Not click.Path(exists=True): a missing file is a per-file `unreadable_media` line (and a
 # missing ID photo the same error code), as for any other file without a usable face.
 @click.argument("id_photo", metavar="ID_PHOTO")

@@ -58,7 +58,7 @@ def add(settings: Settings, id_number: str, name: str, photo: str) -> int:
     return 0
 
 
-@citizens.command(name="import")
+@citizens.command(name="import", short_help="Import a CSV registry and its photo folder.")
 @click.argument("csv", metavar="CSV", type=FILE)
 @click.option("--photos", required=True, type=FOLDER, help="Folder holding the photo files.")
 @click.pass_obj
@@ -150,7 +150,7 @@ def _listening_on(settings: Settings, host: str | None, port: int | None) -> Set
     return settings.model_copy(update={"bind": bind})
 
 
-@click.command(cls=Command)
+@click.command(cls=Command, short_help="Prepare the demo instance; print its credentials.")
 @click.option(
     "--photo", type=FILE, help="Replace the demo citizen's ID photo (e.g. your own selfie)."
 )
@@ -158,7 +158,9 @@ def _listening_on(settings: Settings, host: str | None, port: int | None) -> Set
     "--enroll", is_flag=True, help="Also start an enrollment for the demo citizen; print its URL."
 )
 @click.option("--host", type=HOST, help=f"Host of the printed URLs (default: {BIND_DEFAULT}).")
-@click.option("--port", type=PORT, help=f"Port of the printed URLs (default: {BIND_DEFAULT}).")
+@click.option(
+    "--port", type=PORT, metavar="PORT", help=f"Port of the printed URLs (default: {BIND_DEFAULT})."
+)
 @click.pass_obj
 def demo(
     settings: Settings, photo: str | None, enroll: bool, host: str | None, port: int | None
@@ -181,14 +183,17 @@ def demo(
     return 0
 
 
-@click.command(cls=Command)
+@click.command(cls=Command, short_help="Serve the API and pages with gunicorn.")
 @click.option("--host", type=HOST, help=f"Address to listen on (default: {BIND_DEFAULT}).")
-@click.option("--port", type=PORT, help=f"Port to listen on (default: {BIND_DEFAULT}).")
+@click.option(
+    "--port", type=PORT, metavar="PORT", help=f"Port to listen on (default: {BIND_DEFAULT})."
+)
 @click.option(
     "--workers",
     type=Between(1, 64),
+    metavar="N",
     default=None,
-    help="Gunicorn workers, 1-64 (default: ECARD_WORKERS, else 2).",
+    help="Gunicorn workers (default: ECARD_WORKERS, else 2).",
 )
 def serve(host: str | None, port: int | None, workers: int | None) -> int:
     """Serve the API and pages with gunicorn; creates the instance folder (database, signing

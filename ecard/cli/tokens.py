@@ -135,7 +135,7 @@ def verify(
     return 0
 
 
-@click.command(cls=Command)
+@click.command(cls=Command, short_help="Decode an e-card QR picture and verify it.")
 @click.argument("image", metavar="IMAGE", type=FILE)
 @click.option("--jwks", "jwks_source", metavar="FILE_OR_URL", help=JWKS_HELP)
 @click.option("--issuer", help=ISSUER_HELP)
