@@ -80,7 +80,7 @@ def prepare_demo(
     from ecard.faces.models import shared_models
     from ecard.tokens.keys import KeyStore
 
-    settings.instance.mkdir(parents=True, exist_ok=True)
+    settings.prepare_instance()  # 0700 whatever the umask
     store = open_store(settings.database_url, migrate=True)
     try:
         KeyStore.open(settings.instance)
