@@ -84,7 +84,7 @@ def authorize() -> tuple[Response, int]:
     auth = _enrollments().authorize(
         ch, str_field(body, "id_number", max_len=64), str_field(body, "name", max_len=200)
     )
-    base = services().web.public_url or request.host_url.rstrip("/")
+    base = services().public_url  # configured origin only, never the Host header
     return jsonify(
         enrollment_id=auth.enrollment_id,
         enrollment_token=auth.token,

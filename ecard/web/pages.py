@@ -163,8 +163,8 @@ else:
 
 @bp.get("/")
 def index() -> Response:
-    base = request.host_url.rstrip("/")
-    example = OFFLINE_EXAMPLE.format(base=base, issuer=_services().issuer)
+    svc = _services()  # configured origin only, never the Host header
+    example = OFFLINE_EXAMPLE.format(base=svc.public_url, issuer=svc.issuer)
     return _render("index.html", "index.title", offline_example=example)
 
 
