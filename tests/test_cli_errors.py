@@ -297,3 +297,15 @@ def test_the_face_commands_load_the_models_from_ecard_models_dir(
     assert main([files.get(a, a) for a in argv]) == 1
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("ecard: model_missing:")
+
+
+def test_the_error_line_never_carries_terminal_controls(
+    inst: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file name with ESC sequences or a bidi override is shown escaped, not obeyed."""
+    name = str(tmp_path / "x\x1b[2J\x07\u202egpj.exe")
+    assert main(["verify", "a.b.c", "--jwks", name]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("ecard: bad_input: No such file")
+    assert "\x1b" not in line and "\x07" not in line and "\u202e" not in line
+    assert "\\u001b[2J\\u0007\\u202egpj.exe" in line

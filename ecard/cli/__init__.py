@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as exc:  # a file the user named cannot be read or written
         where = f": {exc.filename}" if exc.filename else ""
-        return _fail(f"ecard: {InputError.code}: {exc.strerror or exc}{where}", 2)
+        return _fail(f"ecard: {InputError.code}: {one_line(f'{exc.strerror or exc}{where}')}", 2)
     except Exception as exc:
         if ctx is not None and ctx.params.get("show_traceback"):
             raise

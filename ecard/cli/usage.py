@@ -9,6 +9,7 @@ it).
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import click
@@ -49,8 +50,14 @@ class Group(click.Group):
 
 
 def one_line(text: str) -> str:
-    """``text`` with every run of white space (new lines included) made one space."""
-    return " ".join(text.split())
+    """``text`` as one line for a terminal: every run of white space (new lines included) made
+    one space, and control and format characters (ESC, BEL, bidi overrides) shown as
+    ``\\uXXXX`` instead of acting on the terminal."""
+    shown = "".join(
+        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cc", "Cf") and not ch.isspace() else ch
+        for ch in text
+    )
+    return " ".join(shown.split())
 
 
 def usage_line(exc: click.UsageError) -> str:
