@@ -40,6 +40,7 @@ from ecard.errors import (
     CaptureRunningError,
     CardConflictError,
     CitizenNotFoundError,
+    EnrollmentEndedError,
     EnrollmentExpiredError,
     EnrollmentLockedError,
     NonceError,
@@ -202,12 +203,30 @@ class Enrollments:
 
     # -- access ----------------------------------------------------------------------------------
 
-    def check_token(self, enrollment_id: str, token: str) -> None:
-        """401 unless ``token`` is this enrollment's bearer token (unknown ids look the same)."""
+    def check_token(self, enrollment_id: str, token: str, *, now: datetime | None = None) -> None:
+        """401 unless ``token`` is this enrollment's bearer token (unknown ids look the same).
+
+        The token works only while the enrollment is open: once it has ended it opens nothing
+        any more (no card number, no steps): 410 ``enrollment_ended`` after issuance or a
+        declined agreement, 410 ``enrollment_expired`` after its 15 minutes, 423
+        ``enrollment_locked`` after the last failed attempt.
+        """
         with self.store.read() as s:
-            stored = s.scalar(select(Enrollment.token_hash).where(Enrollment.id == enrollment_id))
-        if stored is None or not hmac.compare_digest(stored, hash_secret(token)):
+            row = s.execute(
+                select(Enrollment.token_hash, Enrollment.state, Enrollment.expires_at).where(
+                    Enrollment.id == enrollment_id
+                )
+            ).first()
+        if row is None or not hmac.compare_digest(row.token_hash, hash_secret(token)):
             raise AuthError("The enrollment token is not valid for this enrollment.")
+        now = _now(now)
+        if row.state == "expired" or (row.state not in TERMINAL and row.expires_at <= now):
+            self._expire_if_due(enrollment_id, now)
+            raise EnrollmentExpiredError()
+        if row.state == "locked":
+            raise EnrollmentLockedError()
+        if row.state in TERMINAL:
+            raise EnrollmentEndedError()
 
     def id_number_of(self, enrollment_id: str) -> str:
         """The citizen's full ID number (for the PIN policy: no birth date or ID digits)."""
@@ -637,6 +656,8 @@ class Enrollments:
         try:
             with self.store.write() as s:
                 row = self._locked_row(s, enrollment_id, now)
+                if row.purpose == "recover":  # ecard/recovery.py: the existing card's new PIN
+                    raise StateError("A recovery sets a new PIN on the existing card.")
                 issued = transition(
                     row.state, S.ISSUED, f"The card can be issued only once verified ({row.state})."
                 )

@@ -74,9 +74,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from ecard.web import capture, cards, enroll, health, hospital, meta, wellknown
+    from ecard.web import capture, cards, enroll, health, hospital, meta, recovery, wellknown
 
-    for module in (health, wellknown, enroll, capture, cards, hospital, meta):
+    for module in (health, wellknown, enroll, capture, cards, recovery, hospital, meta):
         app.register_blueprint(module.bp)
     # pages (ecard/web/pages.py) register here:
     from ecard.web.pages import init_pages

@@ -968,7 +968,9 @@ def test_live_capture_on_a_real_clip_issues_a_card(
     assert r.status_code == 201, r.json
     v = client.post("/api/v1/cards/verify", json={"token": r.json["card"]}, headers=creds.channel)
     assert v.json["valid"] is True
-    timeline = client.get(f"/api/v1/enrollments/{eid}", headers=cap.headers).json["timeline"]
+    ended = client.get(f"/api/v1/enrollments/{eid}", headers=cap.headers)
+    assert (ended.status_code, ended.json["error"]) == (410, "enrollment_ended")
+    timeline = client.get(f"/api/v1/enrollments/{eid}", headers=creds.channel).json["timeline"]
     # (the capture steps ran on the test's clock, so only the set of steps is compared)
     assert sorted(t["step"] for t in timeline) == [
         "authorize",

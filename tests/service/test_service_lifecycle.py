@@ -68,7 +68,7 @@ def test_declining_the_agreement_ends_the_enrollment(client, store: Store, creds
     assert r.status_code == 200 and r.json["state"] == "failed"
     assert r.json["reason"] == "consent_declined"
     r = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(tok))
-    assert r.status_code == 409
+    assert r.status_code == 410 and r.json["error"] == "enrollment_ended"
     shown = client.get(f"/api/v1/enrollments/{eid}", headers=creds.channel).json
     assert shown["state"] == "failed" and shown["timeline"][-1]["outcome"] == "declined"
     assert shown["consent"] is None
@@ -122,7 +122,9 @@ def test_enrollment_expires_after_fifteen_minutes(client, store: Store, creds) -
         )
     r = client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
     assert r.status_code == 410 and r.json["error"] == "enrollment_expired"
-    shown = client.get(f"/api/v1/enrollments/{eid}", headers=bearer(tok)).json
+    gone = client.get(f"/api/v1/enrollments/{eid}", headers=bearer(tok))
+    assert gone.status_code == 410 and gone.json["error"] == "enrollment_expired"
+    shown = client.get(f"/api/v1/enrollments/{eid}", headers=creds.channel).json
     assert shown["state"] == "expired" and shown["timeline"][-1]["step"] == "expire"
 
 

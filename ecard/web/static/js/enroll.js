@@ -59,7 +59,12 @@
   function load() {
     if (!token || !enrollmentId) { fatal(t("enroll.bad_link")); return; }
     call("GET", "").then(function (res) {
-      if (!res.ok) { fatal(reasonText(res.body.error, t("enroll.bad_link"))); return; }
+      if (!res.ok) {
+        // an ended enrollment's link opens nothing any more; the card lives on this phone
+        if (res.body.error === "enrollment_ended" && ECard.cardStore.get()) { location.replace("/card"); return; }
+        fatal(reasonText(res.body.error, t("enroll.bad_link")));
+        return;
+      }
       info = res.body;
       if (typeof info.attempts_left === "number") attemptsLeft = info.attempts_left;
       var person = info.citizen || {};          // masked by the server
