@@ -147,6 +147,8 @@ def test_bad_usage_is_exit_2_with_one_line(
     assert f"(see '{' '.join(path)} --help')" in lines[0]  # where to read more, on the line
 
 
+PHOTO_ZERO = ["--photo", "/dev/zero"]
+
 # Values only the domain can judge: the command starts, and refuses with the error's code.
 BAD_INPUT: list[tuple[list[str], str]] = [
     (["blinks", "NOT_A_SERIES", "--fps", "30"], "ecard: bad_series:"),
@@ -162,6 +164,15 @@ BAD_INPUT: list[tuple[list[str], str]] = [
     (["verify", "a.b.c", "--jwks", "MISSING"], "ecard: bad_input: No such file"),
     (["verify", "a.b.c", "--jwks", "DIR"], "ecard: bad_input: Is a directory"),
     (["verify", "a.b.c", "--jwks", "FILE"], "ecard: token_malformed:"),
+    # endless or huge files are refused after the command's bound, not read to the end
+    (["verify", "a.b.c", "--jwks", "/dev/zero"], "ecard: bad_input: The JWKS file is larger"),
+    (["scan", "/dev/zero"], "ecard: media_too_large:"),
+    (["blinks", "/dev/zero", "--fps", "30"], "ecard: bad_series: The EAR series is larger"),
+    (
+        ["citizens", "add", "--id-number", "11010519491231002X", "--name", "A", *PHOTO_ZERO],
+        "ecard: media_too_large: The photo is larger",
+    ),
+    (["demo", "--photo", "/dev/zero"], "ecard: media_too_large: The photo is larger"),
 ]
 
 
@@ -174,6 +185,23 @@ def test_bad_input_is_exit_2_with_the_error_code(
     lines = err.splitlines()
     assert code == 2 and out == ""
     assert len(lines) == 1 and start in lines[0] and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "stdin",
+    [
+        io.TextIOWrapper(io.BytesIO(b"\xff\xfe\x00 not text"), encoding="utf-8"),
+        io.StringIO("a" * 70_000),
+    ],
+    ids=["binary", "endless"],
+)
+def test_a_token_on_stdin_that_is_no_token(
+    inst: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, stdin
+) -> None:
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert main(["verify", "-"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ecard: token_malformed: The token on stdin")
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ecard.cli.files import read_bounded
 from ecard.cli.output import print_json, print_line
 from ecard.cli.params import FILE, FILE_OR_FOLDER, Between, PositiveFinite
 from ecard.cli.usage import Command
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 #: The most blinks a challenge may ask for (the same bound as ECARD_LIVENESS_CHALLENGE).
 MAX_BLINKS = 10
+#: The largest EAR series file read (``parse_series`` takes at most 250,000 lines).
+MAX_SERIES_BYTES = 16 * 1024 * 1024
 #: The highest frame rate of an EAR series (``detect_blinks`` refuses more).
 MAX_FPS = 1000.0
 
@@ -80,9 +83,9 @@ def blinks(series: str, fps: float, as_json: bool) -> int:
     from ecard.errors import SeriesError
     from ecard.liveness import detect_blinks, parse_series
 
+    raw = read_bounded(series, MAX_SERIES_BYTES, what="EAR series", error=SeriesError)
     try:
-        with open(series, encoding="utf-8") as fh:
-            text = fh.read()
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise SeriesError("The EAR series is not a text file.") from None
     events = detect_blinks(parse_series(text), fps=fps)

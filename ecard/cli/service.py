@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ecard.cli.faces import face_models
+from ecard.cli.files import read_bounded
 from ecard.cli.output import print_json, warn
 from ecard.cli.params import FILE, FOLDER, HOST, PORT, Between
 from ecard.cli.usage import Command, Group
@@ -31,6 +32,14 @@ def _open_store(settings: Settings) -> Store:
     return open_store(settings.database_url, migrate=True)
 
 
+def _read_photo(path: str) -> bytes:
+    """An ID photo file, refused past the ID photo byte limit."""
+    from ecard.errors import MediaTooLargeError
+    from ecard.image_limits import ID_PHOTO
+
+    return read_bounded(path, ID_PHOTO.max_bytes, what="photo", error=MediaTooLargeError)
+
+
 @click.group(cls=Group)
 def citizens() -> None:
     """The citizen registry."""
@@ -47,7 +56,7 @@ def add(settings: Settings, id_number: str, name: str, photo: str) -> int:
 
     validate_id_number(id_number)  # before the face models load: a typo is refused at once
     validate_name(name)
-    data = Path(photo).read_bytes()
+    data = _read_photo(photo)
     store = _open_store(settings)
     try:
         models = face_models(settings)
@@ -79,7 +88,7 @@ def import_citizens(settings: Settings, csv: str, photos: str) -> int:
                     store,
                     id_number=row.id_number,
                     name=row.name,
-                    photo=row.photo.read_bytes(),
+                    photo=_read_photo(str(row.photo)),
                     models=models,
                 )
                 out.update(id_number=mask_id_number(rec.id_number), added=True)
@@ -169,7 +178,7 @@ def demo(
     ECARD_PUBLIC_URL, else the address `ecard serve` listens on with the same --host/--port."""
     from ecard.demo import prepare_demo
 
-    data = Path(photo).read_bytes() if photo else None
+    data = _read_photo(photo) if photo else None
     base = _listening_on(settings, host, port).public_base
     prepared = prepare_demo(settings, photo=data, enroll_base=base if enroll else None)
     # Indented for the person reading the terminal; still one JSON document for scripts.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from ecard.cli.files import MAX_JWKS_BYTES, read_bounded, read_token
 from ecard.cli.output import print_json
 from ecard.cli.params import FILE
 from ecard.cli.usage import Command, Group
@@ -46,7 +46,7 @@ def _key_source(settings: Settings, jwks: str | None) -> KeySet | KeyStore:
     from ecard.tokens.verifier import urllib_fetch
 
     remote = jwks.startswith(("http://", "https://"))
-    raw = urllib_fetch(jwks) if remote else Path(jwks).read_bytes()
+    raw = urllib_fetch(jwks) if remote else read_bounded(jwks, MAX_JWKS_BYTES, what="JWKS file")
     try:
         doc = json.loads(raw)
     except ValueError:
@@ -99,12 +99,6 @@ def jwks(settings: Settings) -> int:
     return 0
 
 
-def _read_token(value: str) -> str:
-    """A token from the command line, or from stdin when given as ``-``."""
-    token = sys.stdin.read() if value == "-" else value
-    return token.strip()
-
-
 @click.command(cls=Command)
 @click.argument("token", metavar="TOKEN")
 @click.option("--jwks", "jwks_source", metavar="FILE_OR_URL", help=JWKS_HELP)
@@ -118,7 +112,7 @@ def verify(
     status list is fetched too, and a suspended or revoked card is exit 2."""
     from ecard.tokens.cards import verify_card
 
-    text = _read_token(token)
+    text = read_token(token)
     iss = _issuer(settings, issuer)
     if jwks_source and jwks_source.startswith(("http://", "https://")):
         from ecard.tokens.verifier import OfflineVerifier
@@ -143,9 +137,12 @@ def verify(
 def scan(settings: Settings, image: str, jwks_source: str | None, issuer: str | None) -> int:
     """Decode an e-card QR code from a picture and verify it (a check only: single use is
     enforced where scans are recorded, POST /api/v1/scan)."""
+    from ecard.errors import MediaTooLargeError
+    from ecard.image_limits import QR_PHOTO
     from ecard.tokens.qr import decode_qr_image, verify_qr
 
-    text = decode_qr_image(Path(image).read_bytes())
+    data = read_bounded(image, QR_PHOTO.max_bytes, what=QR_PHOTO.what, error=MediaTooLargeError)
+    text = decode_qr_image(data)
     qr = verify_qr(
         text,
         _key_source(settings, jwks_source),
