@@ -21,7 +21,8 @@ def openapi() -> Response:
 
 
 @bp.get("/metrics")
-@validate(resp=responses({200: None}), tags=["health"], produces="text/plain")
+@validate(resp=responses({200: None}, 401, 404), tags=["health"], produces="text/plain")
 def metrics_endpoint() -> Response:
-    """Prometheus metrics (no personal data)"""
+    """Prometheus metrics (no personal data); needs Authorization: Bearer ECARD_METRICS_TOKEN
+    (401 without it, 404 when no token is configured)"""
     return metrics.render()
