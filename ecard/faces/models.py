@@ -1,9 +1,10 @@
 """The dlib models behind liveness and matching, loaded once per process and checked by SHA-256.
 
 The files come from the ``face_recognition_models`` package (the same files ``face_recognition``
-uses). ``manifest.json`` (package data, ``ecard/faces/data/``) lists each file with its SHA-256 and size; :meth:`FaceModels.load`
-refuses a file that is missing or altered with a typed :class:`~ecard.errors.ModelError` instead
-of ``face_recognition``'s ``quit()``. Nothing here loads at import time.
+uses). ``manifest.json`` (package data, ``ecard/faces/data/``) lists each file with its SHA-256
+and size; :meth:`FaceModels.load` refuses a file that is missing or altered with a typed
+:class:`~ecard.errors.ModelError` instead of ``face_recognition``'s ``quit()``.
+Nothing here loads at import time.
 
 dlib types stop at this boundary: callers get numpy arrays and :class:`Box` values.
 """
@@ -15,13 +16,12 @@ import importlib.util
 import json
 import threading
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
-from importlib.resources import files
 
 from ecard.errors import ModelError, ModelIntegrityError, ModelMissingError
 
