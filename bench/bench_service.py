@@ -81,13 +81,13 @@ def _prepare(instance: Path) -> tuple[str, str]:
     """A channel and one issued card in a fresh instance: (Basic header, card token)."""
     import base64
 
+    from ecard.cards.signing import card_signer
     from ecard.channels import add_channel
     from ecard.citizens import check_digit
     from ecard.config import load_settings
     from ecard.enrollment import Enrollments
     from ecard.store import open_store
     from ecard.store.models import Citizen
-    from ecard.tokens.cards import CardClaims, issue_card
     from ecard.tokens.keys import KeyStore
     from ecard.tokens.pin import PinHasher
 
@@ -117,20 +117,8 @@ def _prepare(instance: Path) -> tuple[str, str]:
     spec = enr.challenge(auth.enrollment_id, 1)
     enr.take_nonce(auth.enrollment_id, spec.nonce)
     enr.record_liveness(auth.enrollment_id, live=True, blinks=1, match=True, reason=None)
-    issuer = "http://127.0.0.1:8000"
-
-    def sign(d: Any) -> str:
-        claims = CardClaims(
-            d.card_id,
-            d.card_no,
-            d.name,
-            d.id_number_masked,
-            d.status_idx,
-            f"{issuer}/api/v1/status-lists/{d.status_list}",
-        )
-        return issue_card(keys, claims, issuer=issuer, now=d.issued_at, jti=d.jti)
-
-    issued = enr.issue(auth.enrollment_id, PinHasher.open(instance).hash("480613"), sign)
+    signer = card_signer(keys, issuer="http://127.0.0.1:8000")
+    issued = enr.issue(auth.enrollment_id, PinHasher.open(instance).hash("480613"), signer)
     store.close()
     basic = base64.b64encode(f"{creds.client_id}:{creds.client_secret}".encode()).decode()
     return f"Basic {basic}", issued.token

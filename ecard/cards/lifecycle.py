@@ -22,7 +22,6 @@ from ecard.errors import (
     WrongPinError,
 )
 from ecard.store.audit import record
-from ecard.store.db import FastScalar
 from ecard.store.models import Card, Citizen, StatusListRow
 
 if TYPE_CHECKING:
@@ -37,10 +36,6 @@ def _now(now: datetime | None) -> datetime:
 def pin_key(card_id: str) -> str:
     """The lockout counter key of a card's PIN."""
     return f"pin:{card_id}"
-
-
-#: Compiled status queries per engine (see :class:`~ecard.store.db.FastScalar`).
-_STATUS_QUERIES: dict[int, FastScalar] = {}
 
 
 class Cards:
@@ -60,12 +55,9 @@ class Cards:
 
     def status_of(self, card_id: str) -> str | None:
         """The card's current status (one indexed read, no caching), or None if unknown."""
-        query = _STATUS_QUERIES.get(id(self.store.engine))
-        if query is None:
-            stmt = select(Card.status).where(Card.id == bindparam("card_id"))
-            query = _STATUS_QUERIES.setdefault(
-                id(self.store.engine), FastScalar(self.store.engine, stmt)
-            )
+        query = self.store.fast_scalar(
+            "card_status", lambda: select(Card.status).where(Card.id == bindparam("card_id"))
+        )
         value = query(card_id=card_id)
         return None if value is None else str(value)
 

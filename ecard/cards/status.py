@@ -6,12 +6,17 @@ slot ``(status_list, status_idx)`` in one of the lists the service publishes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ecard.store.models import StatusListRow
+
+if TYPE_CHECKING:
+    from ecard.tokens.status import StatusList
 
 #: Entries per status list; a new list starts when one is full.
 STATUS_LIST_SIZE = 100_000
@@ -23,6 +28,30 @@ class CardStatus(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
     REVOKED = "revoked"
+
+    @property
+    def list_value(self) -> int:
+        """The card's entry in its status list: 0 valid, 1 invalid (final), 2 suspended
+        (:class:`ecard.tokens.status.CardStatus`, the IETF draft's values)."""
+        return _LIST_VALUES[self]
+
+
+#: The one mapping from a stored status to the status list's value (a test checks it against
+#: :class:`ecard.tokens.status.CardStatus`, which is not imported here: it loads the JOSE stack).
+_LIST_VALUES: Mapping[CardStatus, int] = {
+    CardStatus.ACTIVE: 0,  # VALID
+    CardStatus.REVOKED: 1,  # INVALID
+    CardStatus.SUSPENDED: 2,  # SUSPENDED
+}
+
+
+def status_list(size: int, entries: Mapping[int, str]) -> StatusList:
+    """The status list of ``size`` entries from ``{index: stored status}``
+    (:meth:`ecard.cards.Cards.status_entries`); unused slots stay 0."""
+    from ecard.tokens.status import StatusList
+
+    values = {i: CardStatus(s).list_value for i, s in entries.items()}
+    return StatusList.from_statuses(values, size=size, bits=2)
 
 
 def allocate_status_slot(s: Session) -> tuple[int, int]:

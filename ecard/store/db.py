@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -53,6 +53,8 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: compiled hot queries of this engine (:meth:`fast_scalar`); they die with the store
+        self._fast: dict[str, FastScalar] = {}
 
     @property
     def dialect(self) -> str:
@@ -78,6 +80,15 @@ class Store:
                 conn.rollback()
                 raise
 
+    def fast_scalar(self, name: str, build: Callable[[], Select[Any]]) -> FastScalar:
+        """The :class:`FastScalar` called ``name`` on this store's engine, compiled from
+        ``build()`` on first use and kept by the store (never in a process-wide cache keyed by
+        an object's ``id``, which a later engine may reuse)."""
+        query = self._fast.get(name)
+        if query is None:
+            query = self._fast.setdefault(name, FastScalar(self.engine, build()))
+        return query
+
     def migrate(self) -> None:
         """Apply every Alembic migration not yet applied (idempotent)."""
         upgrade(self.engine)
@@ -95,6 +106,7 @@ class Store:
         make_fork_safe(self.engine)
 
     def close(self) -> None:
+        self._fast.clear()
         self.engine.dispose()
 
 

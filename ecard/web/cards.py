@@ -102,7 +102,7 @@ def suspend() -> Response:
 @bp.post("/login")
 def login() -> Response:
     """Get back to a card later: card number + PIN -> a freshly signed e-card token."""
-    from ecard.tokens.cards import CardClaims, issue_card
+    from ecard.cards.signing import sign_card
 
     body = json_body()
     card_no = str_field(body, "card_no", max_len=32).strip()
@@ -114,23 +114,8 @@ def login() -> Response:
         raise NotFoundError("No card with this number.") from None
     cards.check_pin(card.id, pin, action="login")
     svc = services()
-    claims = CardClaims(
-        card_id=card.id,
-        card_no=card.card_no,
-        name=card.name,
-        id_number_masked=card.id_number_masked,
-        status_idx=card.status_idx,
-        status_uri=f"{svc.issuer}/api/v1/status-lists/{card.status_list}",
-    )
-    remaining = card.expires_at - datetime.now(UTC)
-    if card.status == "revoked" or remaining.total_seconds() <= 0:
-        raise CardStateError("This card was replaced or has expired.")
-    token = issue_card(
-        svc.require_keys(),
-        claims,
-        issuer=svc.issuer,
-        lifetime=remaining,
-        jti=cards.rotate_jti(card.id),
+    token = sign_card(
+        svc.require_keys(), card, issuer=svc.issuer, jti=lambda: cards.rotate_jti(card.id)
     )
     return jsonify(card=token, **card_summary(card))
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from ecard.cards import CardDraft
 from ecard.enrollment import AGREEMENT_VERSION, Enrollments, EnrollmentView, agreement
 from ecard.enrollment.verify import decide_and_record
 from ecard.errors import AuthError, InvalidFieldError, LiveCaptureRequiredError, NotFoundError
@@ -190,7 +189,7 @@ def liveness(enrollment_id: str) -> Response:
 
 @bp.post("/<enrollment_id>/pin")
 def set_pin(enrollment_id: str) -> tuple[Response, int]:
-    from ecard.tokens.cards import CardClaims, issue_card
+    from ecard.cards.signing import card_signer
     from ecard.tokens.pin import check_pin_policy
 
     enr = _citizen(enrollment_id)
@@ -201,17 +200,6 @@ def set_pin(enrollment_id: str) -> tuple[Response, int]:
     check_pin_policy(pin, id_number=enr.id_number_of(enrollment_id))
     pin_hash = svc.pins.hash(pin)
 
-    def sign(d: CardDraft) -> str:
-        claims = CardClaims(
-            card_id=d.card_id,
-            card_no=d.card_no,
-            name=d.name,
-            id_number_masked=d.id_number_masked,
-            status_idx=d.status_idx,
-            status_uri=f"{svc.issuer}/api/v1/status-lists/{d.status_list}",
-        )
-        return issue_card(keys, claims, issuer=svc.issuer, now=d.issued_at, jti=d.jti)
-
-    issued = enr.issue(enrollment_id, pin_hash, sign)
+    issued = enr.issue(enrollment_id, pin_hash, card_signer(keys, issuer=svc.issuer))
     metrics.CARDS_ISSUED.inc()
     return jsonify(card=issued.token, card_no=issued.card.card_no), 201

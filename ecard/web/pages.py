@@ -515,46 +515,18 @@ def desk_confirm() -> Response:
 
 # --- the citizen's card: status and the application's timeline -------------------------------
 
-#: Audit actions the citizen sees on the card page (PIN checks and QR issuing are left out).
-TIMELINE_ACTIONS = (
-    "authorize",
-    "consent",
-    "liveness",
-    "issue",
-    "card_suspended",
-    "card_active",
-    "card_revoked",
-    "revoke",
-    "scan",
-    "confirm",
-    "login",
-)
-
-
 @bp.get("/card/overview")
 def card_overview() -> Response:
     """The card's status now and the timeline of its application (``Authorization: Bearer``
     with the e-card token, which only the citizen's device holds)."""
-    from sqlalchemy import or_, select
-
-    from ecard.store.models import AuditEvent, Card
+    from ecard.cards.timeline import card_timeline
     from ecard.web.cards import card_summary, holder_card
 
     info = holder_card()
-    with _services().store.read() as s:
-        enrollment_id = s.scalar(select(Card.enrollment_id).where(Card.id == info.id))
-        rows = s.execute(
-            select(AuditEvent.at, AuditEvent.action, AuditEvent.outcome)
-            .where(
-                or_(AuditEvent.card_id == info.id, AuditEvent.enrollment_id == enrollment_id),
-                AuditEvent.action.in_(TIMELINE_ACTIONS),
-            )
-            .order_by(AuditEvent.at, AuditEvent.id)
-            .limit(200)
-        ).all()
+    timeline = card_timeline(_services().store, info.id)
     events = [
-        {"at": at.isoformat().replace("+00:00", "Z"), "action": action, "outcome": outcome}
-        for at, action, outcome in rows
+        {"at": e.at.isoformat().replace("+00:00", "Z"), "action": e.action, "outcome": e.outcome}
+        for e in timeline
     ]
     return jsonify(**card_summary(info), events=events)
 

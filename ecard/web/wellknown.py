@@ -11,9 +11,6 @@ from ecard.web.schemas import Answer
 
 bp = Blueprint("wellknown", __name__)
 
-#: Card status in the database -> Token Status List value (0 valid, 1 invalid, 2 suspended).
-STATUS_VALUES = {"active": 0, "revoked": 1, "suspended": 2}
-
 
 class Jwks(Answer):
     """The public signing keys (RFC 7517 JWK Set)."""
@@ -40,19 +37,18 @@ def status_list(list_id: int) -> Response:
     """The signed Token Status List (application/statuslist+jwt)
 
     Built fresh each time so a suspension shows at once."""
-    from ecard.tokens.status import StatusList, issue_status_list_token
+    from ecard.cards.signing import status_list_uri
+    from ecard.cards.status import status_list as build_status_list
+    from ecard.tokens.status import issue_status_list_token
 
     svc = services()
     if list_id < 1 or list_id > 1_000_000:
         raise NotFoundError("No such status list.")
-    size, entries = svc.cards().status_entries(list_id)
-    statuses = StatusList.from_statuses(
-        {i: STATUS_VALUES[s] for i, s in entries.items()}, size=size, bits=2
-    )
+    statuses = build_status_list(*svc.cards().status_entries(list_id))
     token = issue_status_list_token(
         svc.require_keys(),
         statuses,
-        uri=f"{svc.issuer}/api/v1/status-lists/{list_id}",
+        uri=status_list_uri(svc.issuer, list_id),
         issuer=svc.issuer,
         ttl=60,
     )
