@@ -65,6 +65,7 @@ __all__ = [
     "BEARER_CARD",
     "BEARER_ENROLL",
     "DESK",
+    "METRICS",
     "api",
     "document",
     "install",
@@ -82,6 +83,7 @@ BASIC: dict[str, list[str]] = {"basic": []}
 BEARER_ENROLL: dict[str, list[str]] = {"enrollment": []}
 BEARER_CARD: dict[str, list[str]] = {"card": []}
 DESK: dict[str, list[str]] = {"desk": []}
+METRICS: dict[str, list[str]] = {"metrics": []}
 
 _CODE_NAMES = {
     400: "Malformed request (bad JSON, missing field)",
@@ -206,6 +208,12 @@ api = SpecTree(
             data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer", bearer_format="JWT"),
         ),
         SecurityScheme(
+            name="metrics",
+            data=SecuritySchemeData(
+                type=SecureType.HTTP, scheme="bearer", description="ECARD_METRICS_TOKEN"
+            ),
+        ),
+        SecurityScheme(
             name="desk",
             data=SecuritySchemeData(
                 type=SecureType.API_KEY,
@@ -227,6 +235,22 @@ def responses(ok: dict[int, type[BaseModel] | None], *errors: int) -> Response:
     return Response(**codes)
 
 
+def _implied_errors(
+    json: type[BaseModel] | None,
+    form: type[BaseModel] | None,
+    security: dict[str, list[str]] | None,
+) -> tuple[int, ...]:
+    """The error statuses every route of its kind can answer, documented for it: 429 (rate
+    limits) everywhere; with a body 400 (malformed, too deep), 413 (too large), 415 (content
+    type) and 422 (a wrong field); with credentials 400 (a malformed token), 401 and 403."""
+    codes = [429]
+    if json is not None or form is not None:
+        codes += [400, 413, 415, 422]
+    if security:
+        codes += [400, 401, 403]
+    return tuple(dict.fromkeys(codes))
+
+
 def validate(
     *,
     json: type[BaseModel] | None = None,
@@ -238,7 +262,15 @@ def validate(
     guard: Callable[..., Any] | None = None,
     produces: str | None = None,
 ) -> Callable[[View], View]:
-    """``api.validate`` plus ``guard`` (runs first) and ``produces`` (a non-JSON answer)."""
+    """``api.validate`` plus ``guard`` (runs first) and ``produces`` (a non-JSON answer).
+
+    The errors every route of its kind can answer are added to ``resp``
+    (:func:`_implied_errors`); list the others (404, 409, 410, 423, 503 ...) in ``resp``."""
+
+    answers = resp if resp is not None else responses({200: None})
+    for code in _implied_errors(json, form, security):
+        answers.add_model(code, Error, replace=False, description=_CODE_NAMES[code])
+    drop_422 = "HTTP_422" not in answers._raw_code_models and "HTTP_422" not in answers.code_models
 
     def deco(func: View) -> View:
         if guard is not None:
@@ -249,10 +281,13 @@ def validate(
             json=json,
             form=form,
             query=query,
-            resp=resp,
+            resp=answers,
             tags=tags,
             security=security if security is not None else {},
         )(func)
+        if drop_422:  # spectree documents 422 for every route; without a body none answers it
+            answers._raw_code_models.pop("HTTP_422", None)
+            answers.code_models.pop("HTTP_422", None)
         return wrapped
 
     return deco
@@ -298,7 +333,8 @@ def _build_document(app: Flask) -> dict[str, Any]:
         for method, op in doc["paths"].get(path, {}).items():
             ok = op["responses"].get("200")
             if ok is not None and method.upper() in (rule.methods or ()):
-                ok["content"] = {media: {"schema": {"type": "string"}}}
+                kind = "object" if media == "application/json" else "string"
+                ok["content"] = {media: {"schema": {"type": kind}}}
     return doc
 
 

@@ -7,13 +7,13 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from ecard.web import metrics
-from ecard.web.apispec import document, responses, validate
+from ecard.web.apispec import METRICS, document, responses, validate
 
 bp = Blueprint("meta", __name__)
 
 
 @bp.get("/openapi.json")
-@validate(resp=responses({200: None}), tags=["health"])
+@validate(resp=responses({200: None}), tags=["health"], produces="application/json")
 def openapi() -> Response:
     """This document (OpenAPI 3.1)"""
     body: dict[str, Any] = document()
@@ -21,7 +21,12 @@ def openapi() -> Response:
 
 
 @bp.get("/metrics")
-@validate(resp=responses({200: None}, 401, 404), tags=["health"], produces="text/plain")
+@validate(
+    resp=responses({200: None}, 401, 404),
+    tags=["health"],
+    security=METRICS,
+    produces="text/plain",
+)
 def metrics_endpoint() -> Response:
     """Prometheus metrics (no personal data); needs Authorization: Bearer ECARD_METRICS_TOKEN
     (401 without it, 404 when no token is configured)"""

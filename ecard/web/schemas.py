@@ -14,10 +14,22 @@ Three bases:
 
 from __future__ import annotations
 
-import unicodedata
-from typing import Annotated
+import itertools
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Json,
+    WithJsonSchema,
+    model_validator,
+)
+
+from ecard.enrollment.state import EnrollmentState
+from ecard.errors import InvalidFieldError, MissingFieldError
 
 #: A non-negative integer that fits every store and every float conversion (ms, counts).
 BoundedInt = Annotated[int, Field(ge=0, le=10**12)]
@@ -30,30 +42,16 @@ FileParts = Annotated[
     WithJsonSchema({"type": "array", "items": {"type": "string", "format": "binary"}}),
 ]
 
-#: Bidi embeddings, overrides and isolates (Unicode TR9): they reorder what a reader sees.
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
-
 
 def check_text(value: str) -> str:
-    """``value`` if it holds no control characters (ESC, BEL, NUL, newlines ...) and no bidi
-    controls; a :class:`ValueError` naming the first offending character otherwise.
+    """A person's name as the domain accepts it (:func:`ecard.names.check_name`: no control,
+    bidi or invisible characters; NFC; 422 ``invalid_name`` naming the character otherwise)."""
+    from ecard.names import check_name
 
-    Used for every free text a person types that others read (names on cards and desks).
-    """
-    from ecard import citizens
-
-    domain_check = getattr(citizens, "check_name", None)  # the domain's rule, once it has one
-    if domain_check is not None:
-        return str(domain_check(value))
-    for ch in value:
-        if ch in _BIDI:
-            raise ValueError(f"it contains the bidirectional control U+{ord(ch):04X}")
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
-            raise ValueError(f"it contains the control character U+{ord(ch):04X}")
-    return value
+    return check_name(value)
 
 
-#: A person's free text: no control or bidi characters.
+#: A person's name: checked by the domain's rule.
 SafeText = Annotated[str, AfterValidator(check_text)]
 
 
@@ -84,3 +82,369 @@ class Error(Answer):
 
 class Status(Answer):
     status: str
+
+
+def _strip(value: str) -> str:
+    return value.strip()
+
+
+Stripped = Annotated[str, AfterValidator(_strip)]
+Pin = Annotated[
+    str,
+    Field(
+        max_length=64,
+        description="the card's 6-digit PIN (the policy is checked by the service)",
+        examples=["480613"],
+    ),
+]
+CardNo = Annotated[Stripped, Field(max_length=32, examples=["100000000017"])]
+
+
+# --- enrollment --------------------------------------------------------------------------------
+
+
+class AuthorizeBody(Body):
+    """A channel starts an enrollment for a citizen of the registry."""
+
+    id_number: str = Field(
+        max_length=64,
+        description="GB 11643 resident ID number (check digit verified)",
+        examples=["11010519491231002X"],
+    )
+    name: Annotated[SafeText, Field(max_length=200, examples=["张三"])]
+
+
+class Authorized(Answer):
+    enrollment_id: str
+    enrollment_token: str
+    enroll_url: str
+    expires_at: datetime
+
+
+class CitizenMasked(Answer):
+    name: str
+    id_number: str
+
+
+class AgreementText(Answer):
+    version: str
+    text: str
+    texts: dict[str, str] = Field(description="the same agreement by language tag (en, zh-CN)")
+
+
+class ConsentRecord(Answer):
+    version: str | None
+    at: datetime | None
+
+
+class ChallengeInfo(Answer):
+    """The one-shot "N blinks anywhere" challenge (live cues are never shown in advance)."""
+
+    blinks: int
+    cues_ms: list[int]
+    expires_at: datetime | None
+
+
+class CaptureInfo(Answer):
+    """The running live capture (state ``capturing``): when it expires."""
+
+    expires_at: datetime
+
+
+class TimelineEntry(Answer):
+    step: str
+    outcome: str
+    actor: str
+    at: datetime
+
+
+class Enrollment(Answer):
+    """Masked personal info, agreement, state and the timeline of steps."""
+
+    enrollment_id: str
+    state: EnrollmentState
+    citizen: CitizenMasked
+    agreement: AgreementText
+    consent: ConsentRecord | None = None
+    challenge: ChallengeInfo | None = None
+    capture: CaptureInfo | None = None
+    attempts_left: int
+    reason: str | None = None
+    card_no: str | None = None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    timeline: list[TimelineEntry]
+
+
+class ConsentBody(Body):
+    agree: bool = Field(description="true: accept; false: decline (the enrollment ends)")
+    agreement_version: str | None = Field(default=None, max_length=64)
+
+
+class Consented(Answer):
+    state: EnrollmentState
+    agreement_version: str
+    reason: str | None = None
+
+
+class Challenge(Answer):
+    nonce: str
+    blinks: int
+    cues_ms: list[int]
+    expires_at: datetime
+
+
+class LivenessForm(Form):
+    """Either one ``video`` file, or ``frames`` JPEG parts in order. Frame times:
+    ``timestamps_ms`` (a JSON list of non-decreasing integers, one per frame), else an even
+    rate from ``fps`` (default 15). Limits: body, frame count, duration and frame sides are
+    checked before analysis (413/422)."""
+
+    nonce: str = Field(min_length=1, max_length=200)
+    video: FilePart | None = None
+    frames: FileParts = Field(default_factory=list)
+    timestamps_ms: Json[list[BoundedInt]] | None = Field(
+        default=None, description="a JSON list of integers (ms), one per frame"
+    )
+    fps: float = Field(default=15.0, ge=1.0, le=120.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LivenessForm:
+        if (self.video is None) == (not self.frames):
+            raise MissingFieldError("Send either one 'video' file or 'frames' JPEG parts.")
+        stamps = self.timestamps_ms
+        if stamps is not None and (
+            len(stamps) != len(self.frames) or any(b < a for a, b in itertools.pairwise(stamps))
+        ):
+            raise InvalidFieldError(
+                "timestamps_ms must list one non-negative, non-decreasing integer per frame."
+            )
+        return self
+
+    def frame_times(self) -> list[int]:
+        """One time (ms) per frame: ``timestamps_ms``, else the even rate of ``fps``."""
+        if self.timestamps_ms is not None:
+            return list(self.timestamps_ms)
+        return [round(i * 1000.0 / self.fps) for i in range(len(self.frames))]
+
+
+class LivenessResult(Answer):
+    live: bool
+    blinks: int
+    match: bool
+    state: EnrollmentState
+    reason: str | None = None
+    attempts_left: int
+
+
+class PinBody(Body):
+    pin: Pin
+
+
+class Issued(Answer):
+    card: str = Field(description="the e-card (a signed JWT)")
+    card_no: str
+
+
+# --- the live capture ----------------------------------------------------------------------------
+
+
+class CaptureStarted(Answer):
+    capture_id: str
+    expires_at: datetime
+    batch_ms: int = Field(description="send a batch about this often (ms)")
+    max_batch_frames: int = Field(description="most frames in one batch")
+    fps: int = Field(description="frames per second to record")
+    max_side: int = Field(description="downscale frames to at most this many px a side")
+    max_ms: int = Field(description="longest capture (ms of client time)")
+    attempts_left: int
+
+
+def _capture_stamps(raw: str) -> list[float]:
+    from ecard.capture import read_timestamps  # the protocol's rule: 422 bad_timestamps
+
+    return read_timestamps(raw)
+
+
+def _batch_frames(parts: list[bytes]) -> list[bytes]:
+    from ecard.capture import CaptureLimits
+    from ecard.errors import TooManyFramesError
+
+    most = CaptureLimits().max_batch_frames
+    if len(parts) > most:
+        raise TooManyFramesError(f"{len(parts)} frames in one batch; at most {most}.")
+    return parts
+
+
+class CaptureBatchForm(Form):
+    """One batch of the live capture: ``seq`` 0, 1, 2 ... (the next expected; a repeated or
+    skipped one is 409 ``batch_repeated`` / ``batch_out_of_order``), ``timestamps_ms`` (a JSON
+    list: ms since the capture's first frame, one per frame, strictly increasing also across
+    batches; else 422 ``bad_timestamps``) and ``frames`` (JPEG parts in order; too many in the
+    batch or the capture is 413 ``too_many_frames``). Timing is judged by the server: a batch
+    far behind real time is 422 ``frames_too_late``, one stamped ahead of the time elapsed
+    since the first batch 422 ``frames_from_future``. A refused batch changes nothing: send it
+    again correctly, or send the next frames under the same ``seq``."""
+
+    seq: int = Field(ge=0, le=999_999_999)
+    timestamps_ms: Annotated[
+        str,
+        Field(max_length=64 * 1024, description="a JSON list of numbers (ms), one per frame"),
+        AfterValidator(_capture_stamps),
+        WithJsonSchema({"type": "string", "description": "a JSON list of numbers (ms)"}),
+    ]
+    frames: Annotated[FileParts, AfterValidator(_batch_frames)] = Field(default_factory=list)
+
+    def stamps(self) -> list[float]:
+        """The validated times (the validator turned the JSON text into numbers)."""
+        value: Any = self.timestamps_ms
+        return list(value)
+
+
+class CaptureAnswer(Answer):
+    cue: bool = Field(description="true: the person should act now (blink)")
+    action: str | None = Field(description='"blink" while a cue is due, else null')
+    done: bool = Field(description="true: stop recording and call finish")
+    face: Literal["ok", "none", "multiple"]
+    seq: int
+    cues_total: int
+    cues_shown: int
+
+
+class CuesCount(Answer):
+    asked: int
+    answered: int
+
+
+class CaptureVerdict(Answer):
+    live: bool
+    blinks: int
+    match: bool
+    state: EnrollmentState
+    reason: str | None = None
+    attempts_left: int
+    cues: CuesCount
+
+
+# --- cards ---------------------------------------------------------------------------------------
+
+
+class TokenBody(Body):
+    token: str = Field(max_length=8192, description="an e-card (JWT)")
+
+
+class VerifyResult(Answer):
+    """``valid`` with the claims, or why not (``error``, ``message``; ``status`` when the card
+    is known but not active)."""
+
+    valid: bool
+    status: str | None = None
+    claims: dict[str, Any] | None = None
+    error: str | None = None
+    message: str | None = None
+
+
+class Qr(Answer):
+    qr_token: str
+    expires_at: datetime
+    expires_in: int = Field(description="seconds left")
+    qr_png: str = Field(description="the QR code as a base64 PNG")
+
+
+class CardStatusResult(Answer):
+    card_no: str
+    status: str
+
+
+class LoginBody(Body):
+    card_no: CardNo
+    pin: Pin
+
+
+class CardSummary(Answer):
+    card_no: str
+    status: str
+    name: str
+    id_number_masked: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+class LoginResult(CardSummary):
+    card: str = Field(description="a freshly signed e-card (JWT)")
+
+
+class CardEvent(Answer):
+    at: datetime
+    action: str
+    outcome: str
+
+
+class CardOverview(CardSummary):
+    """The card's status now and the timeline of its application."""
+
+    events: list[CardEvent]
+
+
+# --- the hospital: scan and settlement (API and desk) --------------------------------------------
+
+
+class ScanBody(Body):
+    qr_token: Annotated[Stripped, Field(min_length=1, max_length=2048)]
+
+
+class ScanImageForm(Form):
+    """A picture of the QR code (a desk camera frame or an upload), decoded on the server."""
+
+    image: FilePart
+
+
+class ScanResult(Answer):
+    valid: bool
+    card_no: str | None = None
+    name: str | None = None
+    id_number_masked: str | None = None
+    status: str | None = None
+    expires_in: int | None = None
+    valid_for_s: int | None = None
+    error: str | None = None
+    message: str | None = None
+
+
+class ConfirmBody(Body):
+    card_no: CardNo
+    pin: Pin
+
+
+class DeskConfirmBody(Body):
+    pin: Pin
+
+
+class Confirmed(Answer):
+    confirmed: bool
+    card_no: str | None = None
+    name: str | None = None
+    status: str | None = None
+
+
+# --- pages' JSON routes ----------------------------------------------------------------------
+
+
+class FaceCheckForm(Form):
+    """One small JPEG of what the preview shows, and the enrollment it belongs to."""
+
+    enrollment_id: str = Field(max_length=64)
+    frame: Annotated[
+        list[bytes],
+        Field(min_length=1, max_length=1),
+        WithJsonSchema({"type": "string", "format": "binary"}),
+    ]
+
+
+class FaceCheck(Answer):
+    faces: int
+    face_width: float
+    box: list[float]
+    brightness: float
+    sharpness: float
+    verdict: str
