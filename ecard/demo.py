@@ -93,10 +93,11 @@ def prepare_demo(
                 id_number=DEMO_ID_NUMBER,
                 name=DEMO_NAME,
                 photo=photo if photo is not None else DEMO_PHOTO.read_bytes(),
-                models=shared_models(),
+                models=shared_models(settings.models_dir),
             )
         elif photo is not None:
-            replace_photo(store, id_number=DEMO_ID_NUMBER, photo=photo, models=shared_models())
+            models = shared_models(settings.models_dir)
+            replace_photo(store, id_number=DEMO_ID_NUMBER, photo=photo, models=models)
         url = expires = None
         if enroll_base is not None:
             ident = authenticate(store, ch.client_id, ch.client_secret)

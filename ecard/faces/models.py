@@ -246,14 +246,15 @@ class FaceModels:
         return np.array(descriptor, dtype=np.float64)
 
 
-_shared: FaceModels | None = None
+_shared: dict[Path | None, FaceModels] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_models() -> FaceModels:
-    """The process-wide loaded :class:`FaceModels` (loaded on first call)."""
-    global _shared
+def shared_models(folder: Path | None = None) -> FaceModels:
+    """The process-wide loaded :class:`FaceModels` of ``folder`` (``ECARD_MODELS_DIR``,
+    :attr:`ecard.config.Settings.models_dir`; ``None``: the package's), loaded on first call."""
     with _shared_lock:
-        if _shared is None:
-            _shared = FaceModels()
-    return _shared.load()
+        models = _shared.get(folder)
+        if models is None:
+            models = _shared[folder] = FaceModels(folder=folder)
+    return models.load()
