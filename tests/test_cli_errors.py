@@ -206,17 +206,32 @@ def test_a_token_on_stdin_that_is_no_token(
 
 @pytest.mark.parametrize(
     ("var", "value"),
-    [("ECARD_LIVENESS_CHALLENGE", "two"), ("ECARD_LIVENESS_CHALLENGE", "99")],
+    [
+        ("ECARD_LIVENESS_CHALLENGE", "two"),
+        ("ECARD_LIVENESS_CHALLENGE", "99"),
+        ("ECARD_BIND", "localhost"),
+        ("ECARD_WORKERS", "0"),
+        ("ECARD_PUBLIC_URL", "ftp://ecard.example"),
+    ],
 )
 def test_a_bad_setting_is_exit_2_naming_the_variable(
-    inst: Path, capsys: pytest.CaptureFixture[str], monkeypatch, var: str, value: str
+    inst: Path,
+    no_server: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    var: str,
+    value: str,
 ) -> None:
     monkeypatch.setenv(var, value)
-    assert main(["keys", "list"]) == 2
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"ecard: config_error: {var} ")
-    assert main(["--help"]) == 0  # help needs no settings: it still shows
-    assert "Commands:" in capsys.readouterr().out
+    for argv in (["keys", "list"], ["serve"], ["verify", "a.b.c"]):
+        assert main(argv) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"ecard: config_error: {var} ")
+    # The command line is parsed first: help and usage errors need no settings.
+    assert main(["--help"]) == 0 and "Commands:" in capsys.readouterr().out
+    assert main(["liveness", "--help"]) == 0 and "--blinks" in capsys.readouterr().out
+    assert main(["serve", "--port", "0"]) == 2
+    assert capsys.readouterr().err.startswith("ecard: error: Invalid value for '--port'")
 
 
 def test_help_is_on_stdout_and_exit_0(inst: Path, capsys: pytest.CaptureFixture[str]) -> None:

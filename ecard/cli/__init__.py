@@ -6,9 +6,10 @@ failure is exactly one line on stderr, ``ecard: <code>: <message>`` for an
 (see '<command> --help')`` for a usage error; never a traceback (``ecard --traceback ...`` shows
 one for an unexpected error, for a bug report).
 
-The settings are read once, by the root group, and reach every command as click's context
-object. Commands import the heavy modules (dlib, OpenCV, numpy, the database) inside their body,
-so that ``ecard --help`` and a usage error stay instant.
+The settings are read once, after the command line is parsed, and reach the command as click's
+context object (:mod:`ecard.cli.command`). Commands import the heavy modules (dlib, OpenCV,
+numpy, the database) inside their body, so that ``ecard --help`` and a usage error stay
+instant.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import click
 
 from ecard.cli import faces, service, tokens
-from ecard.cli.usage import Group, one_line, usage_line
+from ecard.cli.command import Group, one_line, usage_line
 from ecard.errors import EcardError, InputError
 
 __all__ = ["cli", "main"]
@@ -38,16 +39,12 @@ __all__ = ["cli", "main"]
     is_flag=True,
     help="Show the traceback of an unexpected error (for a bug report).",
 )
-@click.pass_context
-def cli(ctx: click.Context, show_traceback: bool) -> None:
+def cli(show_traceback: bool) -> None:
     """Electronic social security cards: blink liveness, ID-photo matching, e-card tokens and
     the service that issues them.
 
     Configuration comes from the environment (ECARD_INSTANCE, ECARD_DATABASE_URL, ...; see
     docs/service.md). Exit 0 on success, 2 on bad input, 1 on anything else."""
-    from ecard.config import load_settings
-
-    ctx.obj = load_settings()  # a bad value: ConfigError, one line naming the variable, exit 2
 
 
 for _command in (

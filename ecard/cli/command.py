@@ -1,18 +1,41 @@
-"""Usage errors as one line: ``ecard: error: <message> (see '<command> --help')``.
+"""How an ``ecard`` command runs: its settings, read once, and its usage errors, one line.
+
+The settings (:func:`ecard.config.load_settings`) are read once per run, after the command line
+is parsed and just before the command's body runs, and reach it as click's context object
+(``@click.pass_obj``): ``--help`` and a usage error need no settings, so they work even with a
+bad variable.
 
 click prints a usage error as three lines (``Usage: ...``, ``Try ... for help.``, ``Error:
-...``); ``ecard`` prints one, naming the command whose ``--help`` explains it. The
-:class:`Command` and :class:`Group` here only make sure every usage error knows its command
-(click's option parser raises some, such as "Option '--port' requires an argument.", without
-it).
+...``); ``ecard`` prints one, ``ecard: error: <message> (see '<command> --help')``, naming the
+command whose ``--help`` explains it. :class:`Command` and :class:`Group` make sure every usage
+error knows its command (click's option parser raises some, such as "Option '--port' requires
+an argument.", without it).
 """
 
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from ecard.config import Settings
+
+
+def settings_for(ctx: click.Context) -> Settings:
+    """The run's settings, read on first use and shared by every context of the run."""
+    root = ctx.find_root()
+    if root.obj is None:
+        from ecard.config import load_settings
+
+        root.obj = load_settings()  # a bad value: ConfigError, one line naming the variable
+    node: click.Context | None = ctx
+    while node is not None and node.obj is None:
+        node.obj = root.obj
+        node = node.parent
+    settings: Settings = root.obj
+    return settings
 
 
 def _with_context(exc: click.UsageError, ctx: click.Context) -> click.UsageError:
@@ -22,7 +45,12 @@ def _with_context(exc: click.UsageError, ctx: click.Context) -> click.UsageError
 
 
 class Command(click.Command):
-    """A click command whose usage errors always carry their context."""
+    """A click command whose usage errors always carry their context, and whose body runs with
+    the settings as its context object."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        settings_for(ctx)
+        return super().invoke(ctx)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ecard.cli.command import Command
 from ecard.cli.files import read_bounded
 from ecard.cli.output import print_json, print_line
 from ecard.cli.params import FILE, FILE_OR_FOLDER, Between, PositiveFinite
-from ecard.cli.usage import Command
 from ecard.errors import InputError
 
 if TYPE_CHECKING:

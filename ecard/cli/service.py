@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ecard.cli.command import Command, Group
 from ecard.cli.faces import face_models
 from ecard.cli.files import read_bounded
 from ecard.cli.output import print_json, warn
 from ecard.cli.params import FILE, FOLDER, HOST, PORT, Between
-from ecard.cli.usage import Command, Group
 from ecard.errors import EcardError
 
 #: What --host/--port default to.

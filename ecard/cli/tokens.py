@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ecard.cli.command import Command, Group
 from ecard.cli.files import MAX_JWKS_BYTES, read_bounded, read_token
 from ecard.cli.output import print_json
 from ecard.cli.params import FILE
-from ecard.cli.usage import Command, Group
 from ecard.errors import InputError
 
 if TYPE_CHECKING:
