@@ -52,10 +52,10 @@ def citizens() -> None:
 @click.pass_obj
 def add(settings: Settings, id_number: str, name: str, photo: str) -> int:
     """Register a citizen and their ID photo."""
-    from ecard.citizens import add_citizen, mask_id_number, validate_id_number, validate_name
+    from ecard.citizens import add_citizen, check_name, mask_id_number, validate_id_number
 
     validate_id_number(id_number)  # before the face models load: a typo is refused at once
-    validate_name(name)
+    check_name(name)
     data = _read_photo(photo)
     store = _open_store(settings)
     try:
