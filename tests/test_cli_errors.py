@@ -148,6 +148,7 @@ def test_bad_usage_is_exit_2_with_one_line(
 
 
 PHOTO_ZERO = ["--photo", "/dev/zero"]
+ADD = ["citizens", "add", "--id-number", "11010519491231002X"]
 
 # Values only the domain can judge: the command starts, and refuses with the error's code.
 BAD_INPUT: list[tuple[list[str], str]] = [
@@ -159,29 +160,11 @@ BAD_INPUT: list[tuple[list[str], str]] = [
         "ecard: invalid_id_number:",
     ),
     (
-        [
-            "citizens",
-            "add",
-            "--id-number",
-            "11010519491231002X",
-            "--name",
-            "Zh\x1b[2Jang",
-            "--photo",
-            "FILE",
-        ],
+        [*ADD, "--name", "Zh\x1b[2Jang", "--photo", "FILE"],
         "ecard: invalid_name:",
     ),
     (
-        [
-            "citizens",
-            "add",
-            "--id-number",
-            "11010519491231002X",
-            "--name",
-            "\u202egnahZ",
-            "--photo",
-            "FILE",
-        ],
+        [*ADD, "--name", "\u202egnahZ", "--photo", "FILE"],
         "ecard: invalid_name:",
     ),
     (["keys", "retire", "no-such-kid"], "ecard: bad_input: No signing keys"),
