@@ -30,7 +30,7 @@ from ecard.errors import NotFoundError, ScanRequiredError, TokenError, TokenRepl
 from ecard.store.models import DeskScan
 
 if TYPE_CHECKING:
-    from ecard.cards import Cards
+    from ecard.cards import CardInfo, Cards
     from ecard.store import Store
     from ecard.tokens.keys import KeyStore
     from ecard.tokens.qr import ReplayGuard
@@ -44,20 +44,17 @@ SCAN_ID_MAX = 64
 @dataclass(frozen=True)
 class ScanResult:
     """The answer to a scan. ``valid`` only for a genuine, unused QR code of an active card;
-    ``scan_id`` is what the confirmation must name (None when there is nothing to confirm)."""
+    ``scan_id`` is what the confirmation must name until ``confirm_by`` (None when there is
+    nothing to confirm); ``card`` is the card the code names, when it is one of ours."""
 
     valid: bool
     error: str | None = None
     message: str | None = None
+    card: CardInfo | None = None
     scan_id: str | None = None
-    card_no: str | None = None
-    name: str | None = None
-    id_number_masked: str | None = None
-    status: str | None = None
+    confirm_by: datetime | None = None
     #: seconds the QR code itself stays valid
     expires_in: int | None = None
-    #: when the confirmation window of ``scan_id`` closes
-    confirm_by: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -128,17 +125,15 @@ class HospitalDesk:
                         expires_at=confirm_by,
                     )
                 )
+        active = card.status == "active"
         return ScanResult(
-            valid=card.status == "active",
-            error=None if card.status == "active" else f"card_{card.status}",
-            message=None if card.status == "active" else f"The card is {card.status}.",
+            valid=active,
+            error=None if active else f"card_{card.status}",
+            message=None if active else f"The card is {card.status}.",
+            card=card,
             scan_id=scan_id,
-            card_no=card.card_no,
-            name=card.name,
-            id_number_masked=card.id_number_masked,
-            status=card.status,
-            expires_in=max(0, qr.expires_at - int(now.timestamp())),
             confirm_by=confirm_by,
+            expires_in=max(0, qr.expires_at - int(now.timestamp())),
         )
 
     def confirm(

@@ -30,22 +30,20 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
-from flask_wtf.csrf import generate_csrf, validate_csrf
+from flask_wtf.csrf import generate_csrf, validate_csrf  # type: ignore[import-untyped]
 from pydantic import Field
-from wtforms.validators import ValidationError
+from wtforms.validators import ValidationError  # type: ignore[import-untyped]
 
 from ecard.errors import AuthError, CsrfError, DeskSessionError, ForbiddenError, ScanRequiredError
 from ecard.tokens.pin import LockoutPolicy
-from ecard.web.apispec import DESK, parsed_json, responses, validate
+from ecard.web.apispec import DESK, parsed_json
 from ecard.web.hospital import (
-    ConfirmAnswer,
-    ScanAnswer,
-    ScanBody,
-    ScanForm,
     confirm_answer,
+    confirm_route,
     desk_service,
     qr_text,
     scan_answer,
+    scan_route,
 )
 from ecard.web.schemas import Body
 
@@ -185,14 +183,7 @@ class DeskConfirmBody(Body):
 
 
 @bp.post("/hospital/scan")
-@validate(
-    json=ScanBody,
-    form=ScanForm,
-    resp=responses({200: ScanAnswer}, 400, 401, 403, 413, 415, 422, 429, 503),
-    tags=["desk"],
-    security=DESK,
-    guard=_desk_guard,
-)
+@scan_route(tags=["desk"], security=DESK, guard=_desk_guard)
 def desk_scan() -> Response:
     """Who is the patient (desk session): as ``POST /api/v1/scan``; the scan id is kept in the
     session for the PIN confirmation"""
@@ -204,13 +195,7 @@ def desk_scan() -> Response:
 
 
 @bp.post("/hospital/confirm")
-@validate(
-    json=DeskConfirmBody,
-    resp=responses({200: ConfirmAnswer}, 400, 401, 403, 409, 415, 422, 423, 429, 503),
-    tags=["desk"],
-    security=DESK,
-    guard=_desk_guard,
-)
+@confirm_route(DeskConfirmBody, tags=["desk"], security=DESK, guard=_desk_guard)
 def desk_confirm() -> Response:
     """Settlement (desk session): the patient types the PIN of the card scanned last here"""
     scan_id = session.get("scan_id")

@@ -8,6 +8,7 @@ numbers, unscanned cards and other hospitals' scans all get one answer, 409 ``sc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -19,6 +20,9 @@ from ecard.web.http import channel, services
 from ecard.web.schemas import Answer, Body, FilePart, Form
 
 bp = Blueprint("hospital", __name__, url_prefix="/api/v1/scan")
+
+Guard = Callable[..., None]
+Deco = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 class ScanBody(Body):
@@ -75,21 +79,20 @@ def desk_service() -> HospitalDesk:
 
 def scan_answer(result: ScanResult) -> Response:
     """A :class:`ScanResult` as JSON (absent fields left out)."""
-    body: dict[str, Any] = {
-        "valid": result.valid,
-        "error": result.error,
-        "message": result.message,
-        "scan_id": result.scan_id,
-        "card_no": result.card_no,
-        "name": result.name,
-        "id_number_masked": result.id_number_masked,
-        "status": result.status,
-        "expires_in": result.expires_in,
-        "valid_for_s": result.expires_in,
-        "confirm_by": (
-            result.confirm_by.isoformat().replace("+00:00", "Z") if result.confirm_by else None
-        ),
-    }
+    card = result.card
+    body: dict[str, Any] = {"valid": result.valid, "error": result.error}
+    body["message"] = result.message
+    body["scan_id"] = result.scan_id
+    if card is not None:
+        body |= {
+            "card_no": card.card_no,
+            "name": card.name,
+            "id_number_masked": card.id_number_masked,
+            "status": card.status,
+        }
+    body["expires_in"] = body["valid_for_s"] = result.expires_in
+    if result.confirm_by is not None:
+        body["confirm_by"] = result.confirm_by.isoformat().replace("+00:00", "Z")
     return jsonify({k: v for k, v in body.items() if v is not None})
 
 
@@ -116,15 +119,33 @@ def _hospital() -> None:
     channel("scan")
 
 
+def scan_route(*, tags: list[str], security: dict[str, list[str]], guard: Guard) -> Deco:
+    """The validation of a scan route (the API's and the desk's): JSON or a picture."""
+    return validate(
+        json=ScanBody,
+        form=ScanForm,
+        resp=responses({200: ScanAnswer}, 400, 401, 403, 413, 415, 422, 429, 503),
+        tags=tags,
+        security=security,
+        guard=guard,
+    )
+
+
+def confirm_route(
+    body: type[Body], *, tags: list[str], security: dict[str, list[str]], guard: Guard
+) -> Deco:
+    """The validation of a confirmation route (the API's and the desk's)."""
+    return validate(
+        json=body,
+        resp=responses({200: ConfirmAnswer}, 400, 401, 403, 409, 415, 422, 423, 429, 503),
+        tags=tags,
+        security=security,
+        guard=guard,
+    )
+
+
 @bp.post("")
-@validate(
-    json=ScanBody,
-    form=ScanForm,
-    resp=responses({200: ScanAnswer}, 400, 401, 403, 413, 415, 422, 429, 503),
-    tags=["hospital"],
-    security=BASIC,
-    guard=_hospital,
-)
+@scan_route(tags=["hospital"], security=BASIC, guard=_hospital)
 def scan() -> Response:
     """Who is the patient: verify a QR token once; a second scan answers ``replayed``"""
     ch = channel("scan")
@@ -132,13 +153,7 @@ def scan() -> Response:
 
 
 @bp.post("/confirm")
-@validate(
-    json=ConfirmBody,
-    resp=responses({200: ConfirmAnswer}, 400, 401, 403, 409, 415, 422, 423, 429, 503),
-    tags=["hospital"],
-    security=BASIC,
-    guard=_hospital,
-)
+@confirm_route(ConfirmBody, tags=["hospital"], security=BASIC, guard=_hospital)
 def confirm() -> Response:
     """Settlement: the patient types the PIN of the card this hospital just scanned
 

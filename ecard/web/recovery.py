@@ -1,9 +1,9 @@
 """Recovery API (ecard/recovery.py): the holder's new PIN and loss report after a fresh face
 check, and the channel's loss report on behalf of its authenticated user.
 
-* ``POST /api/v1/cards/recovery`` (Bearer card, no PIN) or ``POST /api/v1/recoveries``
-  (channel, scope ``enroll``: ``{"id_number", "name"}``) start a recovery: 201 with an
-  enrollment token and link, as ``POST /api/v1/enrollments`` answers.
+* ``POST /api/v1/cards/recovery`` (Bearer card, no PIN) or ``POST /api/v1/enrollments`` with
+  ``"purpose": "recover"`` (channel, scope ``enroll``) start a recovery: 201 with an
+  enrollment token and link, as for any enrollment.
 * The holder then runs the usual steps on ``/api/v1/enrollments/{id}/...`` (consent, live
   capture) until the state is ``verified``.
 * ``POST /api/v1/enrollments/{id}/recovery/suspend`` reports the loss;
@@ -20,11 +20,10 @@ from typing import Annotated
 from flask import Blueprint
 from pydantic import Field
 
-from ecard.enrollment import Authorized as AuthorizedValue
 from ecard.recovery import Recoveries
 from ecard.web.apispec import BASIC, BEARER_CARD, BEARER_ENROLL, parsed_json, responses, validate
 from ecard.web.http import bearer, channel, services
-from ecard.web.schemas import Answer, AuthorizeBody, Authorized, Body, PinBody
+from ecard.web.schemas import Answer, Authorized, Body, PinBody
 
 bp = Blueprint("recovery", __name__, url_prefix="/api/v1")
 
@@ -49,16 +48,6 @@ class ChannelSuspendBody(Body):
 def _recoveries() -> Recoveries:
     svc = services()
     return Recoveries(svc.store, svc.cards())
-
-
-def _started(auth: AuthorizedValue) -> tuple[Authorized, int]:
-    base = services().public_url
-    return Authorized(
-        enrollment_id=auth.enrollment_id,
-        enrollment_token=auth.token,
-        enroll_url=f"{base}/enroll/{auth.token}",
-        expires_at=auth.expires_at,
-    ), 201
 
 
 def _holder() -> None:
@@ -86,23 +75,9 @@ def start_for_holder() -> tuple[Authorized, int]:
     """Start a recovery from the card token (no PIN): a face check opens a new PIN or a loss
     report"""
     from ecard.web.cards import holder_card
+    from ecard.web.enroll import authorized_answer
 
-    return _started(_recoveries().start_for_holder(holder_card().id))
-
-
-@bp.post("/recoveries")
-@validate(
-    json=AuthorizeBody,
-    resp=responses({201: Authorized}, 400, 401, 403, 404, 415, 422, 429),
-    tags=["recovery"],
-    security=BASIC,
-    guard=_enroll_channel,
-)
-def start_for_channel() -> tuple[Authorized, int]:
-    """The channel starts a recovery for its user (scope enroll)"""
-    body = parsed_json(AuthorizeBody)
-    ch = channel("enroll")
-    return _started(_recoveries().start_for_channel(ch, body.id_number, body.name))
+    return authorized_answer(_recoveries().start_for_holder(holder_card().id)), 201
 
 
 @bp.post("/enrollments/<enrollment_id>/recovery/suspend")

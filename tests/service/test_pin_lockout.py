@@ -233,9 +233,9 @@ def test_the_channel_starts_a_recovery_for_a_new_pin(client: Any, store: Store, 
 
     card = issue_card(client, store, creds)
     _block_pin(store, card["card_no"])
-    body = {"id_number": card["id_number"], "name": "Li Lei"}
-    assert client.post("/api/v1/recoveries", json=body, headers=creds.verifier).status_code == 403
-    started = client.post("/api/v1/recoveries", json=body, headers=creds.channel)
+    body = {"id_number": card["id_number"], "name": "Li Lei", "purpose": "recover"}
+    assert client.post("/api/v1/enrollments", json=body, headers=creds.verifier).status_code == 403
+    started = client.post("/api/v1/enrollments", json=body, headers=creds.channel)
     assert started.status_code == 201, started.json
     _face_check(client, store, started.json)
     eid, tok = started.json["enrollment_id"], started.json["enrollment_token"]
