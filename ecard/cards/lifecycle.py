@@ -113,10 +113,14 @@ class Cards:
     def suspend(
         self, card_id: str, *, actor: str, detail: str | None = None, now: datetime | None = None
     ) -> CardInfo:
-        """Report a loss: the card is suspended and the status list says so at once (409 when
-        it is not active). ``detail`` (no personal data) goes to the audit row."""
+        """Report a loss: the card is suspended and the status list says so at once. A card
+        already suspended stays so (a second report is not an error); a revoked one is 409.
+        ``detail`` (how it was reported; no personal data) goes to the audit row."""
         now = _now(now)
-        info = self.set_status(card_id, "suspended", actor=actor, now=now)
+        current = self.get(card_id)
+        if current.status == CardStatus.SUSPENDED:
+            return current
+        info = self.set_status(card_id, CardStatus.SUSPENDED, actor=actor, now=now)
         if detail:
             self._audit(actor, "loss_report", detail[:40], card_id, now)
         return info
