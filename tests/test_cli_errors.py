@@ -361,3 +361,14 @@ def test_the_error_line_never_carries_terminal_controls(
     assert line.startswith("ecard: bad_input: No such file")
     assert "\x1b" not in line and "\x07" not in line and "\u202e" not in line
     assert "\\u001b[2J\\u0007\\u202egpj.exe" in line
+
+
+def test_version_and_tab_completion(tmp_path: Path) -> None:
+    exe = str(Path(sys.executable).with_name("ecard"))
+    env = {**os.environ, "ECARD_INSTANCE": str(tmp_path / "i")}
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, env=env)
+    assert version.returncode == 0 and version.stdout.startswith("ecard ")
+    asked = {**env, "_ECARD_COMPLETE": "bash_complete", "COMP_WORDS": "ecard ke", "COMP_CWORD": "1"}
+    done = subprocess.run([exe], capture_output=True, text=True, env=asked, timeout=60)
+    assert done.returncode == 0 and done.stdout.split() == ["plain,keys"]
+    assert not (tmp_path / "i").exists()  # completion runs no command

@@ -28,11 +28,15 @@ from ecard.errors import EcardError, InputError
 
 __all__ = ["cli", "main"]
 
+#: Tab completion: ``eval "$(_ECARD_COMPLETE=bash_source ecard)"`` (or zsh_source, fish_source).
+COMPLETE_VAR = "_ECARD_COMPLETE"
+
 
 @click.group(
     cls=Group,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
+@click.version_option(package_name="ecard", prog_name="ecard", message="%(prog)s %(version)s")
 @click.option(
     "--traceback",
     "show_traceback",
@@ -79,6 +83,10 @@ def _drop_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ecard`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    if argv is None and os.environ.get(COMPLETE_VAR):  # the shell asks for tab completion
+        from click.shell_completion import shell_complete
+
+        return shell_complete(cli, {}, "ecard", COMPLETE_VAR, os.environ[COMPLETE_VAR])
     args = list(sys.argv[1:] if argv is None else argv)
     ctx: click.Context | None = None
     try:
