@@ -102,7 +102,7 @@ def jwks(settings: Settings) -> int:
 @click.command(cls=Command)
 @click.argument("token", metavar="TOKEN")
 @click.option("--jwks", "jwks_source", metavar="FILE_OR_URL", help=JWKS_HELP)
-@click.option("--issuer", help=ISSUER_HELP)
+@click.option("--issuer", metavar="ISS", help=ISSUER_HELP)
 @click.option("--no-status", is_flag=True, help="With a JWKS URL: skip the status list.")
 @click.pass_obj
 def verify(
@@ -132,7 +132,7 @@ def verify(
 @click.command(cls=Command, short_help="Decode an e-card QR picture and verify it.")
 @click.argument("image", metavar="IMAGE", type=FILE)
 @click.option("--jwks", "jwks_source", metavar="FILE_OR_URL", help=JWKS_HELP)
-@click.option("--issuer", help=ISSUER_HELP)
+@click.option("--issuer", metavar="ISS", help=ISSUER_HELP)
 @click.pass_obj
 def scan(settings: Settings, image: str, jwks_source: str | None, issuer: str | None) -> int:
     """Decode an e-card QR code from a picture and verify it (a check only: single use is
