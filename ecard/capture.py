@@ -40,14 +40,14 @@ import math
 import random
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from ecard.enrollment import Enrollments
+from ecard.enrollment import Enrollments, LivenessVerdict
 from ecard.enrollment.verify import decide_and_record
 from ecard.errors import (
     BatchOrderError,
@@ -236,13 +236,9 @@ class BatchAnswer:
 
 
 @dataclass(frozen=True)
-class CaptureVerdict:
-    live: bool
-    blinks: int
-    match: bool
-    state: str
-    reason: str | None
-    attempts_left: int
+class CaptureVerdict(LivenessVerdict):
+    """The recorded verdict (:func:`ecard.enrollment.verify.decide_and_record`) and the cues."""
+
     cues_asked: int
     cues_answered: int
 
@@ -267,7 +263,10 @@ def read_timestamps(raw: str | None) -> list[float]:
         isinstance(v, int | float) and not isinstance(v, bool) for v in values
     ):
         raise TimestampError("timestamps_ms must be a JSON list of numbers.")
-    stamps = [float(v) for v in values]
+    try:
+        stamps = [float(v) for v in values]
+    except OverflowError:  # an integer beyond any float (10**400)
+        raise TimestampError("timestamps_ms must be non-negative milliseconds.") from None
     if not all(math.isfinite(v) and 0.0 <= v <= 1e9 for v in stamps):
         raise TimestampError("timestamps_ms must be non-negative milliseconds.")
     return stamps
@@ -547,16 +546,7 @@ class Captures:
             detail=f"cues={answered}/{plan.cues_total}" if plan.live else None,
             now=now,
         )
-        return CaptureVerdict(
-            live=rec.live,
-            blinks=rec.blinks,
-            match=rec.match,
-            state=rec.state,
-            reason=rec.reason,
-            attempts_left=rec.attempts_left,
-            cues_asked=plan.cues_total,
-            cues_answered=answered,
-        )
+        return CaptureVerdict(**asdict(rec), cues_asked=plan.cues_total, cues_answered=answered)
 
     # -- expiry -----------------------------------------------------------------------------
 

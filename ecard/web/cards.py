@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, g
 
 from ecard.cards import CardInfo, Cards, CardStatus
 from ecard.errors import CardStateError, NotFoundError, TokenError
-from ecard.web.http import bearer, channel, json_body, services, str_field
+from ecard.web.apispec import BASIC, BEARER_CARD, parsed_json, responses, validate
+from ecard.web.http import bearer, channel, services
+from ecard.web.schemas import (
+    CardStatusResult,
+    CardSummary,
+    LoginBody,
+    LoginResult,
+    PinBody,
+    Qr,
+    TokenBody,
+    VerifyResult,
+)
 
 bp = Blueprint("cards", __name__, url_prefix="/api/v1/cards")
 
@@ -20,57 +30,86 @@ def _cards() -> Cards:
 
 
 def holder_card() -> CardInfo:
-    """The card of the Bearer e-card token (signature, issuer and expiry checked)."""
+    """The card of the Bearer e-card token (signature, issuer and expiry checked); memoised
+    for the request (a route's guard and its view may both ask)."""
     from ecard.tokens.cards import verify_card
 
+    known: CardInfo | None = g.get("holder_card")
+    if known is not None:
+        return known
     svc = services()
     verified = verify_card(bearer(), svc.require_keys(), issuer=svc.issuer)
-    try:
-        return _cards().get(verified.card.card_id)
-    except NotFoundError:
-        raise TokenError("The card is not known to this service.") from None
+    # the card's current jti only: a token older than the last /login is token_superseded
+    card = _cards().current(verified.card.card_id, verified.jti)
+    g.holder_card = card
+    return card
 
 
-def card_summary(card: CardInfo) -> dict[str, Any]:
-    return {
-        "card_no": card.card_no,
-        "status": card.status,
-        "name": card.name,
-        "id_number_masked": card.id_number_masked,
-        "issued_at": card.issued_at.isoformat().replace("+00:00", "Z"),
-        "expires_at": card.expires_at.isoformat().replace("+00:00", "Z"),
-    }
+def card_summary(card: CardInfo) -> CardSummary:
+    return CardSummary(
+        card_no=card.card_no,
+        status=card.status,
+        name=card.name,
+        id_number_masked=card.id_number_masked,
+        issued_at=card.issued_at,
+        expires_at=card.expires_at,
+    )
+
+
+def _channel_verify() -> None:
+    channel("verify")
+
+
+def _holder(**_: str) -> None:
+    holder_card()
 
 
 @bp.post("/verify")
-def verify() -> Response:
-    """Verify an e-card online: signature, claims and the card's current status."""
+@validate(
+    json=TokenBody,
+    resp=responses({200: VerifyResult}, 400, 401, 403, 415, 429),
+    tags=["cards"],
+    security=BASIC,
+    guard=_channel_verify,
+)
+def verify() -> VerifyResult:
+    """Verify an e-card online, status included (channel, scope verify)
+
+    Signature, claims and the card's current status."""
     from ecard.tokens.cards import verify_card
 
-    channel("verify")
     svc = services()
-    token = str_field(json_body(), "token", max_len=8192)
+    token = parsed_json(TokenBody).token
     try:
         verified = verify_card(token, svc.require_keys(), issuer=svc.issuer)
     except TokenError as exc:
-        return jsonify(valid=False, error=exc.code, message=exc.message)
+        return VerifyResult(valid=False, error=exc.code, message=exc.message)
     status = _cards().status_of(verified.card.card_id)
     if status is None:
-        return jsonify(valid=False, error="unknown_card", message="This card was not issued here.")
+        return VerifyResult(
+            valid=False, error="unknown_card", message="This card was not issued here."
+        )
     if status != "active":
-        return jsonify(
+        return VerifyResult(
             valid=False, error=f"card_{status}", status=status, message=f"The card is {status}."
         )
-    return jsonify(valid=True, status=status, claims=verified.to_dict())
+    return VerifyResult(valid=True, status=status, claims=verified.to_dict())
 
 
 @bp.post("/qr")
-def qr() -> tuple[Response, int]:
-    """A short-lived single-use QR token for the holder (PIN required)."""
+@validate(
+    json=PinBody,
+    resp=responses({201: Qr}, 400, 401, 403, 404, 409, 415, 423, 429),
+    tags=["cards"],
+    security=BEARER_CARD,
+    guard=_holder,
+)
+def qr() -> tuple[Qr, int]:
+    """A single-use QR token (60 s) for the holder (Bearer card + PIN)"""
     from ecard.tokens.qr import issue_qr, render_png
 
     card = holder_card()
-    pin = str_field(json_body(), "pin", max_len=64)
+    pin = parsed_json(PinBody).pin
     cards = _cards()
     cards.check_pin(card.id, pin, action="qr")
     if card.status != "active":
@@ -78,35 +117,48 @@ def qr() -> tuple[Response, int]:
     svc = services()
     issued = issue_qr(svc.require_keys(), card_no=card.card_no, issuer=svc.issuer)
     png = render_png(issued.text)
-    return jsonify(
+    return Qr(
         qr_token=issued.text,
-        expires_at=datetime.fromtimestamp(issued.expires_at, UTC)
-        .isoformat()
-        .replace("+00:00", "Z"),
+        expires_at=datetime.fromtimestamp(issued.expires_at, UTC),
         expires_in=issued.expires_at - int(datetime.now(UTC).timestamp()),
         qr_png=base64.b64encode(png).decode("ascii"),
     ), 201
 
 
 @bp.post("/suspend")
-def suspend() -> Response:
-    """Report loss: the card is suspended and the status list says so at once."""
+@validate(
+    json=PinBody,
+    resp=responses({200: CardStatusResult}, 400, 401, 403, 404, 409, 415, 423, 429),
+    tags=["cards"],
+    security=BEARER_CARD,
+    guard=_holder,
+)
+def suspend() -> CardStatusResult:
+    """Report loss: suspend the card (Bearer card + PIN)
+
+    The status list says so at once."""
     card = holder_card()
-    pin = str_field(json_body(), "pin", max_len=64)
+    pin = parsed_json(PinBody).pin
     cards = _cards()
     cards.check_pin(card.id, pin, action="suspend")
     info = cards.set_status(card.id, CardStatus.SUSPENDED, actor="citizen")
-    return jsonify(card_no=info.card_no, status=info.status)
+    return CardStatusResult(card_no=info.card_no, status=info.status)
 
 
 @bp.post("/login")
-def login() -> Response:
-    """Get back to a card later: card number + PIN -> a freshly signed e-card token."""
+@validate(
+    json=LoginBody,
+    resp=responses({200: LoginResult}, 400, 403, 404, 409, 415, 423, 429),
+    tags=["cards"],
+)
+def login() -> LoginResult:
+    """Get the e-card back with card number + PIN
+
+    A freshly signed e-card token."""
     from ecard.cards.signing import sign_card
 
-    body = json_body()
-    card_no = str_field(body, "card_no", max_len=32).strip()
-    pin = str_field(body, "pin", max_len=64)
+    body = parsed_json(LoginBody)
+    card_no, pin = body.card_no, body.pin
     cards = _cards()
     try:
         card = cards.by_number(card_no)
@@ -117,10 +169,11 @@ def login() -> Response:
     token = sign_card(
         svc.require_keys(), card, issuer=svc.issuer, jti=lambda: cards.rotate_jti(card.id)
     )
-    return jsonify(card=token, **card_summary(card))
+    return LoginResult(card=token, **card_summary(card).model_dump())
 
 
 @bp.get("/me")
-def me() -> Response:
-    """The holder's card as the service sees it now (status included)."""
-    return jsonify(card_summary(holder_card()))
+@validate(resp=responses({200: CardSummary}, 400, 401, 429), tags=["cards"], security=BEARER_CARD)
+def me() -> CardSummary:
+    """The holder's card and its current status (Bearer card)"""
+    return card_summary(holder_card())

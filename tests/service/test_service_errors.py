@@ -64,7 +64,7 @@ def test_wrong_content_type(client, creds) -> None:
         ({"id_number": 11010519491231002, "name": "x"}, 422, "invalid_field"),
         ({"id_number": "110105194912310021", "name": "Li Lei"}, 422, "invalid_id_number"),
         ({"id_number": "11010519491231002X", "name": "Nobody"}, 404, "citizen_not_found"),
-        ({"id_number": "11010519491231002X", "name": "x" * 300}, 422, "invalid_field"),
+        ({"id_number": "11010519491231002X", "name": "x" * 300}, 422, "invalid_name"),
     ],
 )
 def test_authorize_field_errors(client, creds, body, status, code) -> None:
@@ -154,10 +154,11 @@ def test_unknown_ids(client, creds, enrolled) -> None:
     _is_error(client.get("/api/v1/nothing-here"), 404, "not_found")
     r = client.post("/api/v1/cards/login", json={"card_no": "000000000000", "pin": "480613"})
     _is_error(r, 404, "not_found")
+    # an unknown card answers as an unscanned one (finding 3: no card-existence oracle)
     r = client.post(
         "/api/v1/scan/confirm", json={"card_no": "1", "pin": "1"}, headers=creds.hospital
     )
-    _is_error(r, 404, "not_found")
+    _is_error(r, 409, "scan_required")
 
 
 def test_wrong_method(client) -> None:
@@ -255,3 +256,78 @@ def test_a_json_body_is_bounded(client, creds) -> None:
     body = b'{"card_no": "' + b"1" * 70_000 + b'", "pin": "1"}'
     r = client.post("/api/v1/cards/login", data=body, content_type="application/json")
     _is_error(r, 413, "request_too_large")
+
+
+def test_every_step_of_an_expired_enrollment_answers_410(client, store: Store, creds) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from ecard.store.models import Enrollment
+
+    enr = start_enrollment(client, creds, insert_citizen(store))
+    eid, tok = enr["enrollment_id"], enr["enrollment_token"]
+    with store.write() as s:
+        s.execute(
+            update(Enrollment)
+            .where(Enrollment.id == eid)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    base = f"/api/v1/enrollments/{eid}"
+    # the first step records the expiry; every later one, the PIN step included, says 410 too
+    for step, body in [("consent", {"agree": True}), ("pin", {"pin": "480613"})]:
+        r = client.post(f"{base}/{step}", json=body, headers=bearer(tok))
+        _is_error(r, 410, "enrollment_expired")
+    _is_error(client.post(f"{base}/challenge", headers=bearer(tok)), 410, "enrollment_expired")
+    _is_error(client.post(f"{base}/pin", json={"pin": "1"}, headers=bearer(tok)), 410)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Li\u202eieL", "Li\x1b[31mLei", "Li\x07Lei", "Li\u2066Lei\u2069", "Li\nLei"],
+)
+def test_names_with_control_or_bidi_characters_are_refused(client, creds, name) -> None:
+    r = client.post(
+        "/api/v1/enrollments",
+        json={"id_number": "11010519491231002X", "name": name},
+        headers=creds.channel,
+    )
+    _is_error(r, 422, "invalid_name")
+    assert "U+" in r.json["message"]
+
+
+def test_huge_frame_times_are_refused_and_keep_the_nonce(tmp_path, store: Store, creds) -> None:
+    """10**400 in timestamps_ms answered 500 after the nonce was spent: now 422, nonce kept."""
+    from svc_helpers import app_config
+
+    from ecard.faces.models import FaceModels
+    from ecard.web import create_app
+
+    app = create_app(app_config(tmp_path, store, FaceModels(), ECARD_LIVENESS_CHALLENGE="2"))
+    client = app.test_client()
+    enr = start_enrollment(client, creds, insert_citizen(store))
+    eid, tok = enr["enrollment_id"], enr["enrollment_token"]
+    client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
+    nonce = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(tok)).json["nonce"]
+    form = {
+        "nonce": nonce,
+        "frames": [(io.BytesIO(_jpeg(64, 48)), "a.jpg"), (io.BytesIO(_jpeg(64, 48)), "b.jpg")],
+        "timestamps_ms": "[0, 1" + "0" * 400 + "]",
+    }
+    r = client.post(f"/api/v1/enrollments/{eid}/liveness", data=form, headers=bearer(tok))
+    _is_error(r, 422, "invalid_field")
+    shown = client.get(f"/api/v1/enrollments/{eid}", headers=bearer(tok)).json
+    assert shown["state"] == "challenged" and shown["attempts_left"] == 3
+
+
+def test_huge_capture_times_are_a_422(client, creds, enrolled) -> None:
+    """A batch stamped 10**400 ms raised OverflowError (500) in the protocol's parser."""
+    eid, tok = enrolled["enrollment_id"], enrolled["enrollment_token"]
+    client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
+    form = {
+        "seq": "0",
+        "timestamps_ms": "[1" + "0" * 400 + "]",
+        "frames": [(io.BytesIO(_jpeg(64, 48)), "a.jpg")],
+    }
+    url = f"/api/v1/enrollments/{eid}/capture/{'0' * 24}/frames"
+    _is_error(client.post(url, data=form, headers=bearer(tok)), 422, "bad_timestamps")
