@@ -98,7 +98,7 @@
     ECard.api("POST", "/api/v1/cards/login", { json: { card_no: cardNo, pin: pin } }).then(function (res) {
       if (!res.ok) {
         var code = res.body.error;
-        msg.textContent = code === "pin_locked" ? t("pin.pin_locked")
+        msg.textContent = code === "pin_locked" || code === "pin_wait" ? t("pin." + code)
           : code === "card_not_active" ? t("card.login_replaced")
           : code === "network" ? t("common.network") : t("card.login_failed");
         return;
