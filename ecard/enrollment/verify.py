@@ -15,7 +15,7 @@ The rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -89,12 +89,5 @@ def decide_and_record(
         template = enrollments.template_of(enrollment_id)
     decision = decide(result, template, refused=refused)
     return enrollments.record_liveness(
-        enrollment_id,
-        live=decision.live,
-        blinks=decision.blinks,
-        match=decision.match,
-        reason=decision.reason,
-        capture_id=capture_id,
-        detail=detail,
-        now=now,
+        enrollment_id, **asdict(decision), capture_id=capture_id, detail=detail, now=now
     )
