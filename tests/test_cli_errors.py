@@ -176,6 +176,8 @@ BAD_INPUT: list[tuple[list[str], str]] = [
     # endless or huge files are refused after the command's bound, not read to the end
     (["verify", "a.b.c", "--jwks", "/dev/zero"], "ecard: bad_input: The JWKS file is larger"),
     (["scan", "/dev/zero"], "ecard: media_too_large:"),
+    (["liveness", "/dev/zero"], "ecard: unreadable_media: /dev/zero is not a regular file"),
+    (["match", "/dev/zero", "FILE"], "ecard: unreadable_media: /dev/zero is not a regular file"),
     (["blinks", "/dev/zero", "--fps", "30"], "ecard: bad_series: The EAR series is larger"),
     (
         ["citizens", "add", "--id-number", "11010519491231002X", "--name", "A", *PHOTO_ZERO],

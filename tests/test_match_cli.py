@@ -134,3 +134,17 @@ def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
         timeout=120,
     )
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_a_device_among_the_files_is_an_error_line_not_an_endless_read(capsys, face_models) -> None:
+    """`/dev/zero` has size 0 and never ends: it is refused before it is read."""
+    files = ["/dev/zero", face("barack_obama", "fr__obama3.jpg")]
+    code, out, err = run(capsys, face("barack_obama", "fr__obama.jpg"), *files, "--json")
+    lines = [json.loads(line) for line in out]
+    assert lines[0] == {
+        "file": "/dev/zero",
+        "error": "unreadable_media",
+        "message": "/dev/zero is not a regular file.",
+    }
+    assert lines[1]["match"] is True
+    assert code == 2 and len(err) == 1 and "1 of 2" in err[0]

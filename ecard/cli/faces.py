@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ecard.cli.command import Command
-from ecard.cli.files import read_bounded
+from ecard.cli.files import read_bounded, regular_path
 from ecard.cli.output import print_json, print_line
 from ecard.cli.params import FILE, FILE_OR_FOLDER, Between, PositiveFinite
 from ecard.errors import InputError
@@ -53,7 +53,7 @@ def liveness(settings: Settings, video: str, blinks: int | None, as_json: bool) 
     from ecard.liveness import Challenge, analyze_video
 
     challenge = None if blinks is None else Challenge(blinks=blinks)
-    result = analyze_video(video, models=face_models(settings), challenge=challenge)
+    result = analyze_video(regular_path(video), models=face_models(settings), challenge=challenge)
     if as_json:
         print_json(result.to_dict())
         return 0
@@ -125,6 +125,7 @@ def match(settings: Settings, id_photo: str, files: tuple[str, ...], as_json: bo
         template_from_photo,
     )
 
+    id_photo = regular_path(id_photo)
     models = face_models(settings)
     # Before any work: no guessed threshold.
     threshold = load_calibration(settings.calibration).threshold
@@ -132,7 +133,7 @@ def match(settings: Settings, id_photo: str, files: tuple[str, ...], as_json: bo
     failed = 0
     for name in files:
         try:
-            encodings = encodings_from_media(name, models=models)
+            encodings = encodings_from_media(regular_path(name), models=models)
             result = match_template(template, encodings, threshold=threshold)
         except InputError as exc:
             failed += 1

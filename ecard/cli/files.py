@@ -1,17 +1,33 @@
 """Reading the files a person names on the command line, with a size bound: a path such as
 ``/dev/zero`` or a FIFO, or a file far larger than the command can use, is refused after at
-most ``limit + 1`` bytes instead of being read until memory runs out."""
+most ``limit + 1`` bytes (or, for the paths the face pipeline opens itself, before it opens
+them) instead of being read until memory runs out."""
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 
-from ecard.errors import InputError, TokenMalformedError
+from ecard.errors import InputError, TokenMalformedError, UnreadableMediaError
 
 #: A JWKS of a few dozen keys is a few kB.
 MAX_JWKS_BYTES = 1024 * 1024
 #: A token read from stdin (the JWS itself is at most ``ecard.tokens.jws.MAX_TOKEN_CHARS``).
 MAX_STDIN_TOKEN_CHARS = 64 * 1024
+
+
+def regular_path(name: str) -> str:
+    """``name`` when it is a regular file or a folder, or does not exist (the caller reports
+    that); a device or a FIFO is :class:`UnreadableMediaError`. For the commands that pass a
+    path on to the face pipeline, which trusts a file's size."""
+    try:
+        mode = os.stat(name).st_mode
+    except OSError:
+        return name
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return name
+    raise UnreadableMediaError(f"{name} is not a regular file.")
 
 
 def read_bounded(
