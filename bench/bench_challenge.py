@@ -22,7 +22,7 @@ Sources (each over ``--n`` challenges, default 10,000):
   row adds what the model leaves out: the cue reaches the screen 0-250 ms after ``shown_ms``
   and the detected start is off by up to ±80 ms (one frame at 12 fps).
 
-Today's one-shot ``random_challenge`` (cards.py; windows ``[-250, +1500]`` ms, extra blinks
+Today's one-shot ``random_challenge`` (ecard/enrollment; windows ``[-250, +1500]`` ms, extra blinks
 free, the page records until 2 s after the last cue) is run on the same sources for comparison.
 
 ``--turns`` adds the figures for a proposed second action (a head turn to a random side, not

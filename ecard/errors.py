@@ -152,7 +152,7 @@ class TemplateError(EcardError):
     default_message = "The stored face template is not valid."
 
 
-# --- service: web API, store, card lifecycle (ecard/web, ecard/store, ecard/cards.py) ----------
+# --- service: web API, store, enrollment, cards (ecard/web, store, enrollment, cards) -----------
 
 
 class RequestError(InputError):
