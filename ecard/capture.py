@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from ecard.enrollment import Enrollments, LivenessVerdict
+from ecard.enrollment import Enrollments, EnrollmentState, LivenessVerdict
 from ecard.enrollment.verify import decide_and_record
 from ecard.errors import (
     BatchOrderError,
@@ -619,7 +619,7 @@ class Captures:
         mine = {a for a, d in steps if d is not None and (d == tag or d.startswith(tag + ","))}
         if "liveness" in mine:
             return CaptureFinishedError()
-        if mine and state == "expired":
+        if mine and state == EnrollmentState.EXPIRED:
             return EnrollmentExpiredError()
         if mine:
             return CaptureExpiredError()
