@@ -104,6 +104,8 @@ class EnrollmentView:
     card_no: str | None
     reason: str | None
     timeline: tuple[TimelineStep, ...]
+    #: ``issue`` (a new card) or ``recover`` (ecard/recovery.py: the live card's face check)
+    purpose: str = "issue"
 
 
 @dataclass(frozen=True)
@@ -298,6 +300,7 @@ class Enrollments:
                 card_no=card_no,
                 reason=row.reason,
                 timeline=tuple(TimelineStep(e.at, e.action, e.outcome, e.actor) for e in events),
+                purpose=row.purpose,
             )
 
     def _expire_if_due(self, enrollment_id: str, now: datetime) -> None:

@@ -112,6 +112,13 @@ class AuthorizeBody(Body):
         examples=["11010519491231002X"],
     )
     name: Annotated[SafeText, Field(max_length=200, examples=["张三"])]
+    purpose: Literal["issue", "recover"] = Field(
+        default="issue",
+        description=(
+            "issue: a new card; recover: a face check for the citizen's live card, then a new "
+            "PIN or a loss report (ecard/recovery.py)"
+        ),
+    )
 
 
 class Authorized(Answer):
@@ -171,6 +178,9 @@ class Enrollment(Answer):
     attempts_left: int
     reason: str | None = None
     card_no: str | None = None
+    purpose: Literal["issue", "recover"] = Field(
+        default="issue", description="recover: a face check for the live card (ecard/recovery.py)"
+    )
     created_at: datetime | None = None
     expires_at: datetime | None = None
     timeline: list[TimelineEntry]

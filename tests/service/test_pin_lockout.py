@@ -161,6 +161,8 @@ def test_a_blocked_pin_never_stops_the_holder(client: Any, store: Store, creds: 
     rec = started.json
     eid, tok = rec["enrollment_id"], rec["enrollment_token"]
     assert rec["enroll_url"].endswith("/enroll/" + tok)
+    shown = client.get(f"/api/v1/enrollments/{eid}", headers=bearer(tok)).json
+    assert shown["purpose"] == "recover" and shown["state"] == "authorized"  # the page's cue
     early = client.post(f"/api/v1/enrollments/{eid}/recovery/suspend", headers=bearer(tok))
     assert (early.status_code, early.json["error"]) == (409, "wrong_state")
     _face_check(client, store, rec)

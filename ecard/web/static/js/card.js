@@ -137,6 +137,16 @@
       });
   });
 
+  // No PIN (forgotten, or a wait after wrong PINs)? A face check reports the loss or sets a new PIN.
+  document.getElementById("recover-open").addEventListener("click", function () {
+    var err = document.getElementById("lost-err");
+    err.textContent = t("recover.starting");
+    ECard.api("POST", "/api/v1/cards/recovery", { bearer: ECard.cardStore.get() }).then(function (res) {
+      if (!res.ok) { err.textContent = ECard.errorText(res.body, "pin."); return; }
+      location.assign(res.body.enroll_url);
+    });
+  });
+
   document.getElementById("forget").addEventListener("click", function () {
     ECard.cardStore.clear();
     showLogin();

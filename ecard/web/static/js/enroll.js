@@ -714,10 +714,15 @@
   var pinPrompt = document.getElementById("pin-prompt");
   var pad = null;
 
+  /** A recovery (purpose "recover") sets a new PIN on the existing card, or reports its loss. */
+  function recovering() { return !!(info && info.purpose === "recover"); }
+
   function showPin() {
     stopCamera();
     firstPin = null;
     pinPrompt.textContent = t("enroll.pin_heading");
+    document.getElementById("recover-loss").hidden = !recovering();
+    if (recovering()) document.getElementById("h-pin").textContent = t("recover.heading");
     ECard.showScreen("s-pin");
     if (!pad) pad = new ECard.PinPad(onPin);
     pad.reset();
@@ -742,7 +747,7 @@
     firstPin = null;
     issuing = true;
     pinPrompt.textContent = t("enroll.pin_issuing");
-    call("POST", "/pin", { pin: pin }).then(function (res) {
+    call("POST", recovering() ? "/recovery/pin" : "/pin", { pin: pin }).then(function (res) {
       issuing = false;
       if (!res.ok) {
         var reason = res.body.reason || res.body.error;
@@ -752,18 +757,28 @@
         return;
       }
       pinMsg.textContent = "";
-      showCard(res.body.card, pin);
+      showCard(res.body.card, pin, res.body.status);
     });
   }
+
+  document.getElementById("recover-suspend").addEventListener("click", function () {
+    var msg = document.getElementById("recover-msg");
+    call("POST", "/recovery/suspend").then(function (res) {
+      if (!res.ok) { msg.className = "msg bad"; msg.textContent = ECard.errorText(res.body, "reason."); return; }
+      msg.className = "msg ok";
+      msg.textContent = t("recover.suspended");
+      document.getElementById("recover-suspend").disabled = true;
+    });
+  });
 
   // --- 8. the issued card and its QR code ----------------------------------------------------
 
   var qr = null;
-  function showCard(card, pin) {
+  function showCard(card, pin, status) {
     ECard.cardStore.set(card);
     try { sessionStorage.removeItem(TOKEN_KEY); sessionStorage.removeItem(ID_KEY); } catch (e) { /* ignore */ }
     token = null;
-    ECard.renderCard(card, "active");
+    ECard.renderCard(card, status || "active");
     ECard.showScreen("s-card");
     qr = new ECard.QrRefresher(function () { return ECard.cardStore.get(); });
     qr.onStatus = function (status) { ECard.renderCard(ECard.cardStore.get(), status); };
