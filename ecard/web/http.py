@@ -12,10 +12,8 @@ from flask import current_app, g, request
 from ecard.channels import ChannelIdentity, Scope, authenticate
 from ecard.errors import (
     AuthError,
-    InvalidFieldError,
     JsonTooDeepError,
     MalformedJSONError,
-    MissingFieldError,
     RequestError,
     RequestTooLargeError,
     UnsupportedMediaTypeError,
@@ -106,17 +104,6 @@ def optional_json_body() -> dict[str, Any]:
     if not request.get_data(cache=True):
         return {}
     return json_body()
-
-
-def str_field(body: dict[str, Any], name: str, *, max_len: int = 4096) -> str:
-    if name not in body or body[name] is None:
-        raise MissingFieldError(f"The field '{name}' is required.")
-    value = body[name]
-    if not isinstance(value, str):
-        raise InvalidFieldError(f"The field '{name}' must be a string.")
-    if len(value) > max_len:
-        raise InvalidFieldError(f"The field '{name}' is too long.")
-    return value
 
 
 def channel(scope: Scope) -> ChannelIdentity:
