@@ -29,15 +29,15 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ecard.citizens import validate_id_number, validate_name
 from ecard.enrollment import ENROLLMENT_TTL, Authorized, Enrollments, hash_secret
 from ecard.enrollment.state import EnrollmentState, transition
-from ecard.errors import CitizenNotFoundError, NotFoundError, StateError
+from ecard.errors import CitizenNotFoundError, NotFoundError, RateLimitedError, StateError
 from ecard.store.audit import record
 from ecard.store.models import Card, Citizen, Enrollment
 
@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from ecard.tokens.pin import PinHasher
 
 PURPOSE = "recover"
+#: Recoveries one card may start in any 24 hours (each allows 3 face-check attempts): a stolen
+#: phone cannot try the matcher without end.
+RECOVERIES_PER_DAY = 3
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,20 @@ class Recoveries:
         token = secrets.token_urlsafe(32)
         eid = secrets.token_hex(12)
         with self.store.write() as s:
+            s.get(Card, card_id, with_for_update=True)  # one recovery start per card at a time
+            recent = s.scalar(
+                select(func.count())
+                .select_from(Enrollment)
+                .where(
+                    Enrollment.card_id == card_id,
+                    Enrollment.purpose == PURPOSE,
+                    Enrollment.created_at > now - timedelta(days=1),
+                )
+            )
+            if int(recent or 0) >= RECOVERIES_PER_DAY:
+                raise RateLimitedError(
+                    f"At most {RECOVERIES_PER_DAY} face checks a day for one card; try tomorrow."
+                )
             s.add(
                 Enrollment(
                     id=eid,

@@ -22,7 +22,13 @@ from ecard.web.services import Services
 
 #: Routes a channel or hospital calls with HTTP Basic: limited per presented credential.
 CHANNEL_ROUTES = frozenset(
-    {"enroll.authorize", "cards.verify", "hospital.scan", "hospital.confirm"}
+    {
+        "enroll.authorize",
+        "cards.verify",
+        "hospital.scan",
+        "hospital.confirm",
+        "recovery.suspend_for_channel",
+    }
 )
 #: Routes that check a PIN or run liveness: a tight per-IP limit on top of the default.
 SENSITIVE_ROUTES = frozenset(
@@ -32,6 +38,10 @@ SENSITIVE_ROUTES = frozenset(
         "cards.qr",
         "cards.suspend",
         "cards.login",
+        "recovery.start_for_holder",
+        "recovery.new_pin",
+        "recovery.report_loss",
+        "desk.desk_confirm",
         "capture.start",
         "capture.finish",
     }

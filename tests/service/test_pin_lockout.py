@@ -289,3 +289,18 @@ def test_the_enrollment_token_stops_when_the_enrollment_ends(
     # the channel that started it still tracks it
     shown = client.get(f"/api/v1/enrollments/{eid}", headers=creds.channel)
     assert shown.status_code == 200 and shown.json["state"] == "issued"
+
+
+def test_a_card_starts_at_most_three_recoveries_a_day(
+    client: Any, store: Store, creds: Any
+) -> None:
+    """Each recovery allows three face-check attempts: a stolen phone cannot start them without
+    end to try the matcher."""
+    from svc_helpers import bearer, issue_card
+
+    card = issue_card(client, store, creds)
+    codes = [
+        client.post("/api/v1/cards/recovery", headers=bearer(card["card"])).status_code
+        for _ in range(4)
+    ]
+    assert codes == [201, 201, 201, 429]
