@@ -22,7 +22,7 @@ import random
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import and_, delete, select, true, update
 from sqlalchemy.exc import IntegrityError
@@ -105,7 +105,7 @@ class EnrollmentView:
     reason: str | None
     timeline: tuple[TimelineStep, ...]
     #: ``issue`` (a new card) or ``recover`` (ecard/recovery.py: the live card's face check)
-    purpose: str = "issue"
+    purpose: Literal["issue", "recover"] = "issue"
 
 
 @dataclass(frozen=True)
@@ -300,7 +300,7 @@ class Enrollments:
                 card_no=card_no,
                 reason=row.reason,
                 timeline=tuple(TimelineStep(e.at, e.action, e.outcome, e.actor) for e in events),
-                purpose=row.purpose,
+                purpose="recover" if row.purpose == "recover" else "issue",
             )
 
     def _expire_if_due(self, enrollment_id: str, now: datetime) -> None:
