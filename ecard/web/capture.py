@@ -16,32 +16,25 @@ import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, current_app, g
 
-from ecard.capture import CaptureLimits, Captures, LiveAnalysers, read_timestamps
+from ecard.capture import CaptureLimits, Captures, LiveAnalysers
 from ecard.enrollment import Enrollments
-from ecard.errors import (
-    InvalidFieldError,
-    MissingFieldError,
-    NotFoundError,
-    TooManyFramesError,
-    UnsupportedMediaTypeError,
-)
-from ecard.web import metrics
+from ecard.errors import NotFoundError
+from ecard.web.apispec import BEARER_ENROLL, parsed_form, responses, validate
 from ecard.web.http import bearer, optional_json_body, services
-
-if TYPE_CHECKING:
-    pass
+from ecard.web.schemas import (
+    CaptureAnswer,
+    CaptureBatchForm,
+    CaptureStarted,
+    CaptureVerdict,
+)
+from ecard.web.verdicts import capture_answer
 
 bp = Blueprint("capture", __name__, url_prefix="/api/v1/enrollments")
 
 _CAPTURE_ID = re.compile(r"^[0-9a-f]{24}$")
-
-
-def iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 def _clock() -> Callable[[], datetime]:
@@ -51,9 +44,18 @@ def _clock() -> Callable[[], datetime]:
     return lambda: datetime.now(UTC)
 
 
-def _citizen(enrollment_id: str) -> None:
-    """401 unless the request carries this enrollment's Bearer token."""
-    Enrollments(services().store).check_token(enrollment_id, bearer())
+def _citizen(enrollment_id: str, capture_id: str | None = None) -> None:
+    """401 unless the request carries this enrollment's Bearer token (memoised per request);
+    404 for a capture id of the wrong shape."""
+    if g.get("enrollment_checked") != enrollment_id:
+        Enrollments(services().store).check_token(enrollment_id, bearer())
+        g.enrollment_checked = enrollment_id
+    if capture_id is not None:
+        _capture_id(capture_id)
+
+
+#: the statuses a capture step may answer besides its success
+STEP_ERRORS = (400, 401, 404, 409, 410, 415, 422, 423, 429)
 
 
 def _captures(*, models: bool) -> Captures:
@@ -81,7 +83,15 @@ def _capture_id(capture_id: str) -> str:
 
 
 @bp.post("/<enrollment_id>/capture")
-def start(enrollment_id: str) -> tuple[Response, int]:
+@validate(
+    resp=responses({201: CaptureStarted}, *STEP_ERRORS),
+    tags=["capture"],
+    security=BEARER_ENROLL,
+)
+def start(enrollment_id: str) -> tuple[CaptureStarted, int]:
+    """Start a live capture: uses one of the 3 attempts; the challenge stays secret
+
+    409 capture_running while another runs. The body, if any, is an empty JSON object."""
     _citizen(enrollment_id)
     optional_json_body()
     captures = _captures(models=False)
@@ -94,9 +104,9 @@ def start(enrollment_id: str) -> tuple[Response, int]:
         enrollment_id, fixed_blinks=settings.liveness_challenge, rng=rng, now=_clock()()
     )
     lim = started.limits
-    return jsonify(
+    return CaptureStarted(
         capture_id=started.capture_id,
-        expires_at=iso(started.expires_at),
+        expires_at=started.expires_at,
         batch_ms=lim.batch_ms,
         max_batch_frames=lim.max_batch_frames,
         fps=lim.fps,
@@ -106,41 +116,36 @@ def start(enrollment_id: str) -> tuple[Response, int]:
     ), 201
 
 
-def _seq() -> int:
-    raw = request.form.get("seq")
-    if raw is None or raw == "":
-        raise MissingFieldError("The field 'seq' is required (0, 1, 2 ...).")
-    if not raw.isdecimal() or len(raw) > 9:
-        raise InvalidFieldError("The field 'seq' must be a whole number (0, 1, 2 ...).")
-    return int(raw)
+def _arrival(enrollment_id: str, capture_id: str) -> None:
+    """The batch's arrival time (before the body is read), then the token."""
+    g.capture_arrived = _clock()()
+    _citizen(enrollment_id, capture_id)
 
 
 @bp.post("/<enrollment_id>/capture/<capture_id>/frames")
-def frames(enrollment_id: str, capture_id: str) -> Response:
+@validate(
+    form=CaptureBatchForm,
+    resp=responses({200: CaptureAnswer}, *STEP_ERRORS, 413, 503),
+    tags=["capture"],
+    security=BEARER_ENROLL,
+    guard=_arrival,
+)
+def frames(enrollment_id: str, capture_id: str) -> CaptureAnswer:
+    """Send one batch of frames; the answer reveals a cue when it is due"""
     clock = _clock()
-    arrived = clock()
-    _citizen(enrollment_id)
-    cid = _capture_id(capture_id)
-    if request.mimetype != "multipart/form-data":
-        raise UnsupportedMediaTypeError("Send the batch as multipart/form-data.")
-    seq = _seq()
-    parts = request.files.getlist("frames")
-    most = CaptureLimits().max_batch_frames
-    if len(parts) > most:
-        raise TooManyFramesError(f"{len(parts)} frames in one batch; at most {most}.")
-    stamps = read_timestamps(request.form.get("timestamps_ms"))
-    data = [part.read() for part in parts]
+    arrived: datetime = g.capture_arrived
+    batch = parsed_form(CaptureBatchForm)
     answer = _captures(models=True).add_batch(
         enrollment_id,
-        cid,
-        seq=seq,
-        timestamps=stamps,
-        frames=data,
+        capture_id,
+        seq=batch.seq,
+        timestamps=batch.stamps(),
+        frames=batch.frames,
         now=arrived,
         clock=clock,
     )
-    del data
-    return jsonify(
+    del batch
+    return CaptureAnswer(
         cue=answer.cue,
         action=answer.action,
         done=answer.done,
@@ -152,19 +157,16 @@ def frames(enrollment_id: str, capture_id: str) -> Response:
 
 
 @bp.post("/<enrollment_id>/capture/<capture_id>/finish")
-def finish(enrollment_id: str, capture_id: str) -> Response:
+@validate(
+    resp=responses({200: CaptureVerdict}, *STEP_ERRORS, 503),
+    tags=["capture"],
+    security=BEARER_ENROLL,
+)
+def finish(enrollment_id: str, capture_id: str) -> CaptureVerdict:
+    """End the capture: the verdict (liveness, cues, ID-photo match) at once
+
+    The body, if any, is an empty JSON object."""
     _citizen(enrollment_id)
     optional_json_body()
     verdict = _captures(models=True).finish(enrollment_id, _capture_id(capture_id), now=_clock()())
-    metrics.LIVENESS.labels(
-        outcome=verdict.state if verdict.reason is None else verdict.reason
-    ).inc()
-    return jsonify(
-        live=verdict.live,
-        blinks=verdict.blinks,
-        match=verdict.match,
-        state=verdict.state,
-        reason=verdict.reason,
-        attempts_left=verdict.attempts_left,
-        cues={"asked": verdict.cues_asked, "answered": verdict.cues_answered},
-    )
+    return capture_answer(verdict)

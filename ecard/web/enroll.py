@@ -8,23 +8,50 @@ liveness step is the live capture protocol (``ecard/web/capture.py``); the one-s
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from flask import Blueprint, g, request
 
-from flask import Blueprint, Response, jsonify, request
-
-from ecard.enrollment import AGREEMENT_VERSION, Enrollments, EnrollmentView, agreement
+from ecard.enrollment import (
+    AGREEMENT_VERSION,
+    Enrollments,
+    EnrollmentState,
+    EnrollmentView,
+    agreement,
+)
+from ecard.enrollment import Authorized as AuthorizedValue
 from ecard.enrollment.verify import decide_and_record
-from ecard.errors import AuthError, InvalidFieldError, LiveCaptureRequiredError, NotFoundError
+from ecard.errors import AuthError, LiveCaptureRequiredError, NotFoundError
 from ecard.web import metrics
-from ecard.web.http import bearer, channel, json_body, optional_json_body, services, str_field
+from ecard.web.apispec import (
+    BASIC,
+    BEARER_ENROLL,
+    parsed_form,
+    parsed_json,
+    responses,
+    validate,
+)
+from ecard.web.http import bearer, channel, optional_json_body, services
+from ecard.web.schemas import (
+    AgreementText,
+    AuthorizeBody,
+    Authorized,
+    CaptureInfo,
+    Challenge,
+    ChallengeInfo,
+    CitizenMasked,
+    ConsentBody,
+    Consented,
+    ConsentRecord,
+    Enrollment,
+    Issued,
+    LivenessForm,
+    LivenessResult,
+    PinBody,
+    TimelineEntry,
+)
 from ecard.web.upload import read_upload
+from ecard.web.verdicts import liveness_answer
 
 bp = Blueprint("enroll", __name__, url_prefix="/api/v1/enrollments")
-
-
-def iso(t: datetime | None) -> str | None:
-    return None if t is None else t.isoformat().replace("+00:00", "Z")
 
 
 def _enrollments() -> Enrollments:
@@ -32,68 +59,102 @@ def _enrollments() -> Enrollments:
 
 
 def _citizen(enrollment_id: str) -> Enrollments:
-    """The enrollments service after checking the Bearer enrollment token for this id."""
+    """The enrollments service after checking the Bearer enrollment token for this id
+    (memoised for the request: a route's guard and its view both ask)."""
     enr = _enrollments()
-    enr.check_token(enrollment_id, bearer())
+    if g.get("enrollment_checked") != enrollment_id:
+        enr.check_token(enrollment_id, bearer())
+        g.enrollment_checked = enrollment_id
     return enr
 
 
-def view_to_dict(v: EnrollmentView) -> dict[str, Any]:
+def view_model(v: EnrollmentView) -> Enrollment:
     challenge = None
     if v.challenge_blinks is not None:
         # the one-shot "N blinks anywhere" challenge: no cue times (live cues stay secret)
-        challenge = {
-            "blinks": v.challenge_blinks,
-            "cues_ms": [],
-            "expires_at": iso(v.nonce_expires_at),
-        }
+        challenge = ChallengeInfo(
+            blinks=v.challenge_blinks, cues_ms=[], expires_at=v.nonce_expires_at
+        )
     capture = None
     if v.capture_expires_at is not None:
-        capture = {"expires_at": iso(v.capture_expires_at)}
-    return {
-        "enrollment_id": v.id,
-        "state": v.state,
-        "citizen": {"name": v.name_masked, "id_number": v.id_number_masked},
-        "agreement": {
-            "version": agreement().version,
-            "text": agreement().text,
-            "texts": dict(agreement().texts),
-        },
-        "consent": (
-            {"version": v.agreement_version, "at": iso(v.consented_at)} if v.consented_at else None
+        capture = CaptureInfo(expires_at=v.capture_expires_at)
+    text = agreement()
+    return Enrollment(
+        enrollment_id=v.id,
+        state=EnrollmentState(v.state),
+        citizen=CitizenMasked(name=v.name_masked, id_number=v.id_number_masked),
+        agreement=AgreementText(version=text.version, text=text.text, texts=dict(text.texts)),
+        consent=(
+            ConsentRecord(version=v.agreement_version, at=v.consented_at)
+            if v.consented_at
+            else None
         ),
-        "challenge": challenge,
-        "capture": capture,
-        "attempts_left": v.attempts_left,
-        "reason": v.reason,
-        "card_no": v.card_no,
-        "created_at": iso(v.created_at),
-        "expires_at": iso(v.expires_at),
-        "timeline": [
-            {"step": t.step, "outcome": t.outcome, "actor": t.actor.split(":")[0], "at": iso(t.at)}
+        challenge=challenge,
+        capture=capture,
+        attempts_left=v.attempts_left,
+        reason=v.reason,
+        card_no=v.card_no,
+        purpose=v.purpose,
+        created_at=v.created_at,
+        expires_at=v.expires_at,
+        timeline=[
+            TimelineEntry(step=t.step, outcome=t.outcome, actor=t.actor.split(":")[0], at=t.at)
             for t in v.timeline
         ],
-    }
+    )
+
+
+#: the statuses a citizen's step may answer besides its success
+STEP_ERRORS = (400, 401, 404, 409, 410, 415, 422, 423, 429)
+
+
+def _channel_enroll() -> None:
+    channel("enroll")
 
 
 @bp.post("")
-def authorize() -> tuple[Response, int]:
+@validate(
+    json=AuthorizeBody,
+    resp=responses({201: Authorized}, 400, 401, 403, 404, 415, 422, 429),
+    tags=["enroll"],
+    security=BASIC,
+    guard=_channel_enroll,
+)
+def authorize() -> tuple[Authorized, int]:
+    """Start an enrollment (channel, scope enroll); ``purpose: recover`` starts a recovery"""
     ch = channel("enroll")
-    body = json_body()
-    auth = _enrollments().authorize(
-        ch, str_field(body, "id_number", max_len=64), str_field(body, "name", max_len=200)
-    )
+    body = parsed_json(AuthorizeBody)
+    if body.purpose == "recover":
+        from ecard.recovery import Recoveries
+
+        svc = services()
+        auth = Recoveries(svc.store, svc.cards()).start_for_channel(ch, body.id_number, body.name)
+    else:
+        auth = _enrollments().authorize(ch, body.id_number, body.name)
+    return authorized_answer(auth), 201
+
+
+def authorized_answer(auth: AuthorizedValue) -> Authorized:
+    """A started enrollment (or recovery) as the channel and the holder receive it."""
     base = services().public_url  # configured origin only, never the Host header
-    return jsonify(
+    return Authorized(
         enrollment_id=auth.enrollment_id,
         enrollment_token=auth.token,
         enroll_url=f"{base}/enroll/{auth.token}",
-        expires_at=iso(auth.expires_at),
-    ), 201
+        expires_at=auth.expires_at,
+    )
 
 
 @bp.get("/<enrollment_id>")
-def show(enrollment_id: str) -> Response:
+@validate(
+    resp=responses({200: Enrollment}, 401, 403, 404, 429),
+    tags=["enroll"],
+    security={**BEARER_ENROLL, **BASIC},
+)
+def show(enrollment_id: str) -> Enrollment:
+    """Masked personal info, agreement, state and the timeline of steps
+
+    With the enrollment token (Bearer), or the credentials of the channel that started it."""
     enr = _enrollments()
     scheme = request.headers.get("Authorization", "").partition(" ")[0].lower()
     if scheme == "basic":
@@ -104,22 +165,26 @@ def show(enrollment_id: str) -> Response:
         enr.check_token(enrollment_id, bearer())
     else:
         raise AuthError("Send the enrollment token (Bearer) or the channel's credentials (Basic).")
-    return jsonify(view_to_dict(enr.view(enrollment_id)))
+    return view_model(enr.view(enrollment_id))
 
 
 @bp.post("/<enrollment_id>/consent")
-def consent(enrollment_id: str) -> Response:
+@validate(
+    json=ConsentBody,
+    resp=responses({200: Consented}, *STEP_ERRORS),
+    tags=["enroll"],
+    security=BEARER_ENROLL,
+    guard=_citizen,
+)
+def consent(enrollment_id: str) -> Consented:
+    """Accept (or decline: the enrollment ends) the agreement; version and time recorded"""
     enr = _citizen(enrollment_id)
-    body = json_body()
-    agree = body.get("agree")
-    if not isinstance(agree, bool):
-        raise InvalidFieldError("The field 'agree' must be true or false.")
-    version = body.get("agreement_version")
-    if version is not None and not isinstance(version, str):
-        raise InvalidFieldError("The field 'agreement_version' must be a string.")
-    state = enr.consent(enrollment_id, agree, agreement_version=version)
+    body = parsed_json(ConsentBody)
+    state = enr.consent(enrollment_id, body.agree, agreement_version=body.agreement_version)
     reason = "consent_declined" if state == "failed" else None
-    return jsonify(state=state, agreement_version=AGREEMENT_VERSION, reason=reason)
+    return Consented(
+        state=EnrollmentState(state), agreement_version=AGREEMENT_VERSION, reason=reason
+    )
 
 
 def _one_shot_allowed() -> int:
@@ -132,25 +197,49 @@ def _one_shot_allowed() -> int:
 
 
 @bp.post("/<enrollment_id>/challenge")
-def challenge(enrollment_id: str) -> Response:
+@validate(
+    resp=responses({200: Challenge}, *STEP_ERRORS),
+    tags=["enroll"],
+    security=BEARER_ENROLL,
+)
+def challenge(enrollment_id: str) -> Challenge:
+    """A fresh single-use one-shot challenge
+
+    With ECARD_LIVENESS_CHALLENGE=N: N blinks anywhere; with the random challenge 409
+    live_capture_required. The body, if any, is an empty JSON object."""
     enr = _citizen(enrollment_id)
     optional_json_body()
     spec = enr.challenge(enrollment_id, _one_shot_allowed())
-    return jsonify(
+    return Challenge(
         nonce=spec.nonce,
         blinks=spec.blinks,
         cues_ms=list(spec.cues_ms),
-        expires_at=iso(spec.expires_at),
+        expires_at=spec.expires_at,
     )
 
 
-@bp.post("/<enrollment_id>/liveness")
-def liveness(enrollment_id: str) -> Response:
+def _ready_for_upload(enrollment_id: str) -> None:
+    """Before the upload is looked at: the token, the one-shot mode and the state."""
     enr = _citizen(enrollment_id)
-    svc = services()
     _one_shot_allowed()
     enr.ensure_state(enrollment_id, "challenged")
-    upload = read_upload(svc.web)
+
+
+@bp.post("/<enrollment_id>/liveness")
+@validate(
+    form=LivenessForm,
+    resp=responses({200: LivenessResult}, *STEP_ERRORS, 413, 503),
+    tags=["enroll"],
+    security=BEARER_ENROLL,
+    guard=_ready_for_upload,
+)
+def liveness(enrollment_id: str) -> LivenessResult:
+    """Upload the clip: blink liveness and ID-photo match (3 attempts)
+
+    With the random challenge 409 live_capture_required (use the capture endpoints)."""
+    enr = _citizen(enrollment_id)
+    svc = services()
+    upload = read_upload(parsed_form(LivenessForm), svc.web)
     models = svc.require_models()
     pad = svc.require_pad()
     from ecard.liveness import Challenge, MediaLimits, analyze_frames, analyze_video
@@ -174,21 +263,23 @@ def liveness(enrollment_id: str) -> Response:
         result = analyze_frames(frames, models=models, challenge=challenge, limits=limits, pad=pad)
     del upload  # frames are dropped as soon as they are analysed
     verdict = decide_and_record(enr, enrollment_id, result, template=ticket.template)
-    metrics.LIVENESS.labels(
-        outcome=verdict.state if verdict.reason is None else verdict.reason
-    ).inc()
-    return jsonify(
-        live=verdict.live,
-        blinks=verdict.blinks,
-        match=verdict.match,
-        state=verdict.state,
-        reason=verdict.reason,
-        attempts_left=verdict.attempts_left,
-    )
+    return liveness_answer(verdict)
+
+
+def _ready_for_pin(enrollment_id: str) -> None:
+    _citizen(enrollment_id).ensure_state(enrollment_id, "verified")
 
 
 @bp.post("/<enrollment_id>/pin")
-def set_pin(enrollment_id: str) -> tuple[Response, int]:
+@validate(
+    json=PinBody,
+    resp=responses({201: Issued}, *STEP_ERRORS, 503),
+    tags=["enroll"],
+    security=BEARER_ENROLL,
+    guard=_ready_for_pin,
+)
+def set_pin(enrollment_id: str) -> tuple[Issued, int]:
+    """Set the 6-digit PIN and issue the e-card"""
     from ecard.cards.signing import card_signer
     from ecard.tokens.pin import check_pin_policy
 
@@ -196,10 +287,10 @@ def set_pin(enrollment_id: str) -> tuple[Response, int]:
     svc = services()
     keys = svc.require_keys()
     enr.ensure_state(enrollment_id, "verified")
-    pin = str_field(json_body(), "pin", max_len=64)
+    pin = parsed_json(PinBody).pin
     check_pin_policy(pin, id_number=enr.id_number_of(enrollment_id))
     pin_hash = svc.pins.hash(pin)
 
     issued = enr.issue(enrollment_id, pin_hash, card_signer(keys, issuer=svc.issuer))
     metrics.CARDS_ISSUED.inc()
-    return jsonify(card=issued.token, card_no=issued.card.card_no), 201
+    return Issued(card=issued.token, card_no=issued.card.card_no), 201
