@@ -116,6 +116,7 @@ def test_every_text_exists_in_both_languages() -> None:
     for js in (WEB / "static" / "js").glob("*.js"):
         used |= set(re.findall(r'\bt\("([a-z_.]*[a-z])"', js.read_text(encoding="utf-8")))
     pages_py = (WEB / "pages.py").read_text(encoding="utf-8")
+    pages_py += (WEB / "desk.py").read_text(encoding="utf-8")
     used |= set(re.findall(r'(?:login_error|title_key)="([a-z_.]+)"', pages_py))
     used |= set(re.findall(r'_render\(\s*"[a-z_]+\.html",\s*"([a-z_.]+)"', pages_py))
     missing = sorted(k for k in used if k not in dicts["en"])

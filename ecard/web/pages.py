@@ -1,27 +1,19 @@
 """The HTML pages: ``/`` (integrators), ``/enroll/<token>`` (citizen), ``/card`` (back to the card)
-and ``/hospital`` (the scanning desk), plus the desk's session, CSRF and scan routes.
+and ``/hospital`` (the scanning desk; its login, session, CSRF and scan routes are in
+``ecard/web/desk.py``), plus the JSON helpers the pages call (face check, card overview).
 
 The citizen's pages keep nothing on the server: the enrollment token moves from the URL to the
 tab's ``sessionStorage`` and the card token lives in the phone's ``localStorage``; both call the
-JSON API with ``Authorization: Bearer``. The desk logs in with the hospital's client credentials
-once; its session cookie (HttpOnly, SameSite=Strict, Secure over HTTPS) holds only the hospital's
-client id, a fingerprint of its current secret (rotating the secret ends every desk session), the
-CSRF token and the card number of the last valid scan (for the PIN confirmation). Never a PIN
-or a token.
+JSON API with ``Authorization: Bearer``.
 
 Every page answers with a Content-Security-Policy without ``'unsafe-inline'``: scripts and
-styles come from ``/static`` only, framing is refused.
-"""
+styles come from ``/static`` only, framing is refused."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import json
-import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -31,29 +23,17 @@ from flask import (
     Request,
     Response,
     current_app,
-    jsonify,
     make_response,
-    redirect,
     render_template,
     request,
-    session,
-    url_for,
 )
-from flask.sessions import SecureCookieSessionInterface
 
 from ecard.errors import (
-    AuthError,
     ConsentRequiredError,
-    CsrfError,
-    DeskSessionError,
-    ForbiddenError,
     MediaTooLargeError,
-    MissingFieldError,
-    NotFoundError,
-    StateError,
-    TokenError,
-    TokenReplayedError,
 )
+from ecard.web.apispec import BEARER_CARD, BEARER_ENROLL, parsed_form, responses, validate
+from ecard.web.schemas import CardEvent, CardOverview, FaceCheck, FaceCheckForm
 
 bp = Blueprint("pages", __name__)
 
@@ -67,11 +47,6 @@ PAGE_CSP = (
     "media-src 'self' blob: mediastream:; connect-src 'self'; font-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-#: A desk session ends after this long without a new login.
-DESK_SESSION_HOURS = 10
-#: Failed desk logins per client address and clock hour before logins from it are refused until
-#: the next hour (the counter key carries the hour, so it starts afresh by itself).
-DESK_LOGIN_FAILURES = 10
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -185,8 +160,11 @@ def card() -> Response:
 
 @bp.get("/hospital")
 def hospital() -> Response:
-    desk = _desk()
-    return _render("hospital.html", "desk.title", desk=desk, csrf=_csrf_token())
+    """The scanning desk: the login form, or the desk of the hospital logged in
+    (ecard/web/desk.py keeps the session)."""
+    from ecard.web.desk import csrf_token, current_desk
+
+    return _render("hospital.html", "desk.title", desk=current_desk(), csrf=csrf_token())
 
 
 def _enrollment_id_for(token: str) -> str | None:
@@ -288,20 +266,11 @@ def framing_verdict(image: Any, boxes: list[Any]) -> dict[str, Any]:
     }
 
 
-@bp.post("/enroll/face-check")
-def face_check() -> Response:
-    """Is one face well framed in the oval? For the framing cues before "Start".
-
-    Multipart ``frame`` (one small JPEG of what the preview shows) and ``enrollment_id``, with
-    ``Authorization: Bearer <enrollment token>``; only after consent. The still is decoded,
-    searched with the HOG detector, measured on the face box and dropped: nothing is stored or
-    logged. Answers :func:`framing_verdict`: ``{"faces", "face_width", "box", "brightness",
-    "sharpness", "verdict"}``.
-    """
+def _face_check_guard() -> None:
+    """The enrollment's Bearer token, and the agreement accepted, before the still is read."""
     from sqlalchemy import select
 
     from ecard.enrollment import Enrollments
-    from ecard.faces.images import load_photo
     from ecard.store.models import Enrollment
     from ecard.web.http import bearer
 
@@ -312,211 +281,44 @@ def face_check() -> Response:
         state = s.scalar(select(Enrollment.state).where(Enrollment.id == enrollment_id))
     if state not in ("consented", "challenged", "capturing"):
         raise ConsentRequiredError("The face check starts after the agreement is accepted.")
-    frames = request.files.getlist("frame")
-    if len(frames) != 1:
-        raise MissingFieldError("Send exactly one 'frame' JPEG.")
-    data = frames[0].read(FACE_CHECK_MAX_BYTES + 1)
+
+
+@bp.post("/enroll/face-check")
+@validate(
+    form=FaceCheckForm,
+    resp=responses({200: FaceCheck}, 400, 401, 409, 413, 415, 422, 429, 503),
+    tags=["pages"],
+    security=BEARER_ENROLL,
+    guard=_face_check_guard,
+)
+def face_check() -> FaceCheck:
+    """Is one face well framed in the oval? For the framing cues before "Start".
+
+    Multipart ``frame`` (one small JPEG of what the preview shows) and ``enrollment_id``, with
+    ``Authorization: Bearer <enrollment token>``; only after consent. The still is decoded,
+    searched with the HOG detector, measured on the face box and dropped: nothing is stored or
+    logged. Answers :func:`framing_verdict`: ``{"faces", "face_width", "box", "brightness",
+    "sharpness", "verdict"}``.
+    """
+    from ecard.faces.images import load_photo
+    from ecard.image_limits import CAMERA_FRAME
+
+    svc = _services()
+    data = parsed_form(FaceCheckForm).frame[0]
     if len(data) > FACE_CHECK_MAX_BYTES:
         raise MediaTooLargeError("The still is too large for a face check.")
-    image = load_photo(data, max_side=FACE_CHECK_MAX_SIDE)
+    image = load_photo(data, max_side=FACE_CHECK_MAX_SIDE, limits=CAMERA_FRAME)
     del data
     boxes = svc.require_models().detect(image, upsample=0)
-    return jsonify(**framing_verdict(image, boxes))
-
-
-# --- the desk's session and CSRF ----------------------------------------------------------------
-
-
-def _csrf_token() -> str:
-    token = session.get("csrf")
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        session["csrf"] = token
-    return token
-
-
-def _check_csrf(sent: str | None) -> None:
-    expected = session.get("csrf")
-    if not isinstance(expected, str) or not sent or not hmac.compare_digest(sent, expected):
-        raise CsrfError()
-
-
-def _secret_fingerprint(client_id: str) -> str | None:
-    """A short hash of the hospital's current secret hash: rotating the secret ends sessions."""
-    from sqlalchemy import select
-
-    from ecard.store.models import Channel
-
-    with _services().store.read() as s:
-        row = s.execute(
-            select(Channel.secret_hash, Channel.scopes).where(Channel.client_id == client_id)
-        ).first()
-    if row is None or "scan" not in str(row.scopes).split(","):
-        return None
-    return hashlib.sha256(f"desk-session:{row.secret_hash}".encode()).hexdigest()[:32]
-
-
-def _desk() -> dict[str, str] | None:
-    """The logged-in desk ``{"client_id", "name"}``, or None."""
-    client_id, name, fp = session.get("desk_id"), session.get("desk_name"), session.get("desk_fp")
-    if not (isinstance(client_id, str) and isinstance(name, str) and isinstance(fp, str)):
-        return None
-    current = _secret_fingerprint(client_id)
-    if current is None or not hmac.compare_digest(current, fp):
-        for key in ("desk_id", "desk_name", "desk_fp", "scan_card"):
-            session.pop(key, None)
-        return None
-    return {"client_id": client_id, "name": name}
-
-
-def _desk_required(view: F) -> F:
-    """JSON desk routes: a live desk session and the X-CSRF-Token header, or a 401/403."""
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if _desk() is None:
-            raise DeskSessionError()
-        _check_csrf(request.headers.get("X-CSRF-Token"))
-        return view(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-@bp.post("/hospital/login")
-def desk_login() -> Response:
-    _check_csrf(request.form.get("csrf"))
-    svc = _services()
-    key = f"desk-login:{request.remote_addr or '-'}:{datetime.now(UTC):%Y%m%d%H}"
-    if svc.attempts.failures(key) >= DESK_LOGIN_FAILURES:
-        return _render(
-            "hospital.html",
-            "desk.title",
-            429,
-            desk=None,
-            csrf=_csrf_token(),
-            login_error="desk.error.rate_limited",
-        )
-    from ecard.channels import authenticate
-
-    client_id = request.form.get("client_id", "").strip()[:64]
-    secret = request.form.get("client_secret", "")[:200]
-    try:
-        who = authenticate(svc.store, client_id, secret)
-        who.require("scan")
-    except (AuthError, ForbiddenError):
-        svc.attempts.fail(key)
-        return _render(
-            "hospital.html",
-            "desk.title",
-            401,
-            desk=None,
-            csrf=_csrf_token(),
-            login_error="desk.login_failed",
-            client_id=client_id,
-        )
-    svc.attempts.reset(key)
-    fingerprint = _secret_fingerprint(who.client_id)
-    session.clear()  # a fresh session (and CSRF token) on every login
-    session.permanent = True
-    session["desk_id"] = who.client_id
-    session["desk_name"] = who.name
-    session["desk_fp"] = fingerprint
-    _csrf_token()
-    return redirect(url_for("pages.hospital"), code=303)  # type: ignore[return-value]
-
-
-@bp.post("/hospital/logout")
-def desk_logout() -> Response:
-    _check_csrf(request.form.get("csrf"))
-    session.clear()
-    return redirect(url_for("pages.hospital"), code=303)  # type: ignore[return-value]
-
-
-# --- the desk's scans and settlement ---------------------------------------------------------
-
-
-def _desk_qr_text() -> str:
-    """The QR text of a desk request: JSON ``{"qr_token"}`` (handheld scanner) or a multipart
-    ``image`` (desk camera frame or uploaded picture, decoded here on the server)."""
-    from ecard.tokens.qr import decode_qr_image
-
-    if request.mimetype == "multipart/form-data":
-        images = request.files.getlist("image")
-        if len(images) != 1:
-            raise MissingFieldError("Send exactly one 'image' file.")
-        return decode_qr_image(images[0].read())
-    body = request.get_json(silent=True)
-    token = body.get("qr_token") if isinstance(body, dict) else None
-    if not isinstance(token, str) or not token.strip() or len(token) > 2048:
-        raise MissingFieldError("Send JSON {\"qr_token\"} or a multipart 'image'.")
-    return token.strip()
-
-
-@bp.post("/hospital/scan")
-@_desk_required
-def desk_scan() -> Response:
-    """Who is the patient: the QR code is verified and spent once, as ``POST /api/v1/scan``
-    does for an API client; the card number is kept in the session for the PIN confirmation."""
-    from ecard.tokens.qr import verify_qr
-
-    svc = _services()
-    desk = session["desk_id"]
-    session.pop("scan_card", None)
-    text = _desk_qr_text()
-    cards = svc.cards()
-    actor = f"hospital:{desk}"
-    try:
-        qr = verify_qr(text, svc.require_keys(), issuer=svc.issuer, replay_guard=svc.replay)
-    except TokenReplayedError as exc:
-        cards.audit(actor, "scan", "replayed", None)
-        return jsonify(valid=False, error=exc.code, message=exc.message)
-    except TokenError as exc:
-        return jsonify(valid=False, error=exc.code, message=exc.message)
-    try:
-        card = cards.by_number(qr.card_no)
-    except NotFoundError:
-        return jsonify(valid=False, error="unknown_card", message="This card was not issued here.")
-    cards.audit(actor, "scan", card.status, card.id)
-    now = datetime.now(UTC).timestamp()
-    if card.status == "active":
-        session["scan_card"] = card.card_no
-    return jsonify(
-        valid=card.status == "active",
-        card_no=card.card_no,
-        name=card.name,
-        id_number_masked=card.id_number_masked,
-        status=card.status,
-        valid_for_s=max(0, int(qr.expires_at - now)),
-    )
-
-
-@bp.post("/hospital/confirm")
-@_desk_required
-def desk_confirm() -> Response:
-    """Settlement: the patient types the PIN of the card scanned last at this desk."""
-    card_no = session.get("scan_card")
-    if not isinstance(card_no, str):
-        raise StateError("Scan the patient's code first.")
-    body = request.get_json(silent=True)
-    pin = body.get("pin") if isinstance(body, dict) else None
-    if not isinstance(pin, str) or len(pin) > 64:
-        raise MissingFieldError("The field 'pin' is required.")
-    svc = _services()
-    cards = svc.cards()
-    card = cards.by_number(card_no)
-    actor = f"hospital:{session['desk_id']}"
-    cards.check_pin(card.id, pin, actor=actor, action="confirm")
-    if card.status != "active":
-        return jsonify(confirmed=False, card_no=card.card_no, status=card.status)
-    cards.audit(actor, "confirm", "confirmed", card.id)
-    session.pop("scan_card", None)
-    return jsonify(confirmed=True, card_no=card.card_no, name=card.name, status=card.status)
+    return FaceCheck(**framing_verdict(image, boxes))
 
 
 # --- the citizen's card: status and the application's timeline -------------------------------
 
+
 @bp.get("/card/overview")
-def card_overview() -> Response:
+@validate(resp=responses({200: CardOverview}, 400, 401, 429), tags=["pages"], security=BEARER_CARD)
+def card_overview() -> CardOverview:
     """The card's status now and the timeline of its application (``Authorization: Bearer``
     with the e-card token, which only the citizen's device holds)."""
     from ecard.cards.timeline import card_timeline
@@ -524,51 +326,18 @@ def card_overview() -> Response:
 
     info = holder_card()
     timeline = card_timeline(_services().store, info.id)
-    events = [
-        {"at": e.at.isoformat().replace("+00:00", "Z"), "action": e.action, "outcome": e.outcome}
-        for e in timeline
-    ]
-    return jsonify(**card_summary(info), events=events)
+    events = [CardEvent(at=e.at, action=e.action, outcome=e.outcome) for e in timeline]
+    return CardOverview(**card_summary(info).model_dump(), events=events)
 
 
 # --- wiring -----------------------------------------------------------------------------------
 
 
-class _DeskSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session with the Secure flag whenever the request came over HTTPS
-    (a plain-HTTP laptop demo on 127.0.0.1 keeps working)."""
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
-
-
-def _session_secret(app: Flask) -> bytes:
-    """The cookie-signing secret: kept in the instance folder (0600), made on first run."""
-    path = Path(app.instance_path) / "session_secret"
-    try:
-        data = path.read_bytes()
-        if len(data) >= 32:
-            return data
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = secrets.token_bytes(32)
-    path.write_bytes(data)
-    path.chmod(0o600)
-    return data
-
-
 def init_pages(app: Flask) -> None:
-    """Register the pages blueprint and the desk session settings on ``app``."""
-    if not app.secret_key:
-        app.secret_key = _session_secret(app)
-    app.config.update(
-        SESSION_COOKIE_NAME="ecard_desk",
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Strict",
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=DESK_SESSION_HOURS),
-    )
-    app.session_interface = _DeskSessionInterface()
+    """Register the pages blueprint and the desk (session, CSRF, desk routes) on ``app``."""
+    from ecard.web.desk import init_desk
+
+    init_desk(app)
     app.register_blueprint(bp)
 
 
