@@ -89,7 +89,7 @@ class EnrollmentView:
     """What the citizen and the channel may see of an enrollment (personal data masked)."""
 
     id: str
-    state: str
+    state: EnrollmentState
     name_masked: str
     id_number_masked: str
     created_at: datetime
@@ -133,7 +133,7 @@ class LivenessVerdict:
     live: bool
     blinks: int
     match: bool
-    state: str
+    state: EnrollmentState
     reason: str | None
     attempts_left: int
 
@@ -222,10 +222,10 @@ class Enrollments:
         if row is None or not hmac.compare_digest(row.token_hash, hash_secret(token)):
             raise AuthError("The enrollment token is not valid for this enrollment.")
         now = _now(now)
-        if row.state == "expired" or (row.state not in TERMINAL and row.expires_at <= now):
+        if row.state == S.EXPIRED or (row.state in OPEN and row.expires_at <= now):
             self._expire_if_due(enrollment_id, now)
             raise EnrollmentExpiredError()
-        if row.state == "locked":
+        if row.state == S.LOCKED:
             raise EnrollmentLockedError()
         if row.state in TERMINAL:
             raise EnrollmentEndedError()
@@ -286,7 +286,7 @@ class Enrollments:
             )
             return EnrollmentView(
                 id=row.id,
-                state=row.state,
+                state=S(row.state),
                 name_masked=mask_name(citizen.name),
                 id_number_masked=mask_id_number(citizen.id_number),
                 created_at=row.created_at,
@@ -444,7 +444,7 @@ class Enrollments:
         *,
         agreement_version: str | None = None,
         now: datetime | None = None,
-    ) -> str:
+    ) -> EnrollmentState:
         """Record the consent with the agreement version and time; returns the new state.
 
         Declining (``agree`` False) ends the enrollment: state ``failed``, reason
@@ -534,7 +534,9 @@ class Enrollments:
             )
         return ChallengeSpec(nonce, blinks, cues, expires)
 
-    def ensure_state(self, enrollment_id: str, state: str, *, now: datetime | None = None) -> None:
+    def ensure_state(
+        self, enrollment_id: str, state: EnrollmentState | str, *, now: datetime | None = None
+    ) -> None:
         """Cheap check before a heavy upload is parsed: 409/410/423 when not in ``state``."""
         now = _now(now)
         self._step(enrollment_id, now)
@@ -636,7 +638,7 @@ class Enrollments:
                 live=live,
                 blinks=blinks,
                 match=match,
-                state=row.state,
+                state=S(row.state),
                 reason=None if ok else row.reason,
                 attempts_left=max(0, MAX_LIVENESS_ATTEMPTS - row.attempts),
             )
