@@ -159,6 +159,28 @@ def _url(rule: str, values: dict[str, str], rng: random.Random) -> str:
     return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", one, rule)
 
 
+def _desk_login(client: Any, store: Any) -> str:
+    """Log a hospital desk in on ``client`` (its session cookie stays): the desk's CSRF token."""
+    from ecard.channels import add_channel
+
+    desk = add_channel(store, "Desk hospital", "scan")
+    page = client.get("/hospital").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf
+    r = client.post(
+        "/hospital/login",
+        data={
+            "csrf": csrf.group(1),
+            "client_id": desk.client_id,
+            "client_secret": desk.client_secret,
+        },
+    )
+    assert r.status_code == 303
+    found = re.search(r'data-csrf="([^"]+)"', client.get("/hospital").get_data(as_text=True))
+    assert found
+    return found.group(1)
+
+
 @pytest.fixture
 def fuzz_app(tmp_path):
     from ecard.faces.models import FaceModels
@@ -181,6 +203,7 @@ def test_no_route_answers_5xx_to_random_input(fuzz_app, seed: int) -> None:
     eid, etok = enr["enrollment_id"], enr["enrollment_token"]
     client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(etok))
     client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(etok))
+    desk_csrf = _desk_login(client, store)
     values = {
         "enrollment_id": eid,
         "capture_id": "0" * 24,
@@ -198,6 +221,7 @@ def test_no_route_answers_5xx_to_random_input(fuzz_app, seed: int) -> None:
         bearer(card["card"]),
         {"Authorization": "Bearer " + "x" * 9000},
         {"Authorization": "Basic " + "=" * 30},
+        {"X-CSRF-Token": desk_csrf},  # the desk's session cookie is in the client
     ]
     jpegs = [_tiny_jpeg(64, 48), _tiny_jpeg(8, 8), _tiny_jpeg(2400, 16)]
     rng = random.Random(seed)
