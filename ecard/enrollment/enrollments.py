@@ -28,9 +28,8 @@ from sqlalchemy import and_, delete, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ecard.cards.numbers import new_card_no
-from ecard.cards.status import CardStatus, allocate_status_slot
-from ecard.cards.values import CARD_LIFETIME, CardDraft, IssuedCard, Signer, card_info
+from ecard.cards.issuance import card_draft, new_card
+from ecard.cards.values import IssuedCard, Signer, card_info
 from ecard.citizens import mask_id_number, mask_name, validate_id_number, validate_name
 from ecard.enrollment.agreement import AGREEMENT_VERSION
 from ecard.enrollment.state import OPEN, TERMINAL, EnrollmentState, transition
@@ -667,41 +666,8 @@ class Enrollments:
                     row.state, S.ISSUED, f"The card can be issued only once verified ({row.state})."
                 )
                 citizen = s.get_one(Citizen, row.citizen_id)
-                revoked = s.execute(
-                    update(Card)
-                    .where(Card.citizen_id == citizen.id, Card.status != CardStatus.REVOKED)
-                    .values(status=CardStatus.REVOKED, changed_at=now)
-                    .returning(Card.id)
-                ).all()
-                list_id, idx = allocate_status_slot(s)
-                card = Card(
-                    id=secrets.token_hex(16),
-                    card_no=new_card_no(),
-                    citizen_id=citizen.id,
-                    enrollment_id=row.id,
-                    status=CardStatus.ACTIVE,
-                    status_list=list_id,
-                    status_idx=idx,
-                    pin_hash=pin_hash,
-                    jti=secrets.token_hex(16),
-                    issued_at=now,
-                    expires_at=now + CARD_LIFETIME,
-                    changed_at=now,
-                )
-                s.add(card)
+                card = new_card(s, citizen, enrollment_id=row.id, pin_hash=pin_hash, now=now)
                 row.state, row.finished_at, row.nonce_hash = issued, now, None
-                s.flush()
-                for (old_id,) in revoked:
-                    record(
-                        s,
-                        actor="system",
-                        action="revoke",
-                        outcome="revoked",
-                        card_id=old_id,
-                        enrollment_id=row.id,
-                        detail="reissued",
-                        now=now,
-                    )
                 record(
                     s,
                     actor="citizen",
@@ -712,19 +678,7 @@ class Enrollments:
                     now=now,
                 )
                 info = card_info(card, citizen)
-                token = sign(
-                    CardDraft(
-                        card_id=card.id,
-                        card_no=card.card_no,
-                        name=citizen.name,
-                        id_number_masked=info.id_number_masked,
-                        status_list=list_id,
-                        status_idx=idx,
-                        issued_at=now,
-                        expires_at=card.expires_at,
-                        jti=card.jti,
-                    )
-                )
+                token = sign(card_draft(card, citizen))
         except IntegrityError:
             raise CardConflictError() from None
         return IssuedCard(info, token)
