@@ -2,10 +2,11 @@
 
 - :mod:`ecard.cards.numbers`: card numbers (12 digits, Luhn check digit)
 - :mod:`ecard.cards.values`: :class:`CardInfo`, :class:`CardDraft`, :class:`IssuedCard`
-- :mod:`ecard.cards.status`: :class:`CardStatus` and status-list slots
+- :mod:`ecard.cards.status`: :class:`CardStatus`, its status-list value, status-list slots
+- :mod:`ecard.cards.issuance`: a new card row (called by :meth:`ecard.enrollment.Enrollments.issue`)
+- :mod:`ecard.cards.signing`: a card's claims, status-list URI and signed token
+- :mod:`ecard.cards.timeline`: the holder's timeline of the card
 - :mod:`ecard.cards.lifecycle`: :class:`Cards` (lookup, PIN checks, suspend, status lists)
-
-A card is issued by :meth:`ecard.enrollment.Enrollments.issue`.
 """
 
 from ecard.cards.lifecycle import Cards
