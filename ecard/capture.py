@@ -257,7 +257,7 @@ def read_timestamps(raw: str | None) -> list[float]:
         raise TimestampError("The field 'timestamps_ms' is required (a JSON list, one per frame).")
     try:
         values = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands of levels deep
         raise TimestampError("timestamps_ms must be a JSON list of numbers.") from None
     if not isinstance(values, list) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in values

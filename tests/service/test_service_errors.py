@@ -320,13 +320,19 @@ def test_huge_frame_times_are_refused_and_keep_the_nonce(tmp_path, store: Store,
     assert shown["state"] == "challenged" and shown["attempts_left"] == 3
 
 
-def test_huge_capture_times_are_a_422(client, creds, enrolled) -> None:
-    """A batch stamped 10**400 ms raised OverflowError (500) in the protocol's parser."""
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        "[1" + "0" * 400 + "]",  # OverflowError (500) in the protocol's parser
+        "[" * 5000 + "]" * 5000,  # RecursionError (500)
+    ],
+)
+def test_unreadable_capture_times_are_a_422(client, creds, enrolled, stamps) -> None:
     eid, tok = enrolled["enrollment_id"], enrolled["enrollment_token"]
     client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(tok))
     form = {
         "seq": "0",
-        "timestamps_ms": "[1" + "0" * 400 + "]",
+        "timestamps_ms": stamps,
         "frames": [(io.BytesIO(_jpeg(64, 48)), "a.jpg")],
     }
     url = f"/api/v1/enrollments/{eid}/capture/{'0' * 24}/frames"
