@@ -14,8 +14,7 @@ from sqlalchemy.orm import Session
 
 from ecard.cards.numbers import new_card_no
 from ecard.cards.status import CardStatus, allocate_status_slot
-from ecard.cards.values import CARD_LIFETIME, CardDraft
-from ecard.citizens import mask_id_number
+from ecard.cards.values import CARD_LIFETIME
 from ecard.store.audit import record
 from ecard.store.models import Card, Citizen
 
@@ -61,18 +60,3 @@ def new_card(
             now=now,
         )
     return card
-
-
-def card_draft(card: Card, citizen: Citizen) -> CardDraft:
-    """What the signer needs for ``card``'s first token."""
-    return CardDraft(
-        card_id=card.id,
-        card_no=card.card_no,
-        name=citizen.name,
-        id_number_masked=mask_id_number(citizen.id_number),
-        status_list=card.status_list,
-        status_idx=card.status_idx,
-        issued_at=card.issued_at,
-        expires_at=card.expires_at,
-        jti=card.jti,
-    )

@@ -29,13 +29,12 @@ def status_list_uri(issuer: str, list_id: int) -> str:
     return issuer + STATUS_LIST_PATH.format(list_id=int(list_id))
 
 
-def card_claims(card: CardDraft | CardInfo, *, issuer: str) -> CardClaims:
-    """The claims of ``card``'s token (``card_id`` becomes ``sub``)."""
-    from ecard.cards.values import CardDraft
+def card_claims(card: CardInfo, *, issuer: str) -> CardClaims:
+    """The claims of ``card``'s token (its id becomes ``sub``)."""
     from ecard.tokens.cards import CardClaims
 
     return CardClaims(
-        card_id=card.card_id if isinstance(card, CardDraft) else card.id,
+        card_id=card.id,
         card_no=card.card_no,
         name=card.name,
         id_number_masked=card.id_number_masked,
@@ -46,7 +45,7 @@ def card_claims(card: CardDraft | CardInfo, *, issuer: str) -> CardClaims:
 
 def sign_card(
     keys: KeyStore,
-    card: CardDraft | CardInfo,
+    card: CardInfo,
     *,
     issuer: str,
     jti: str | Callable[[], str],

@@ -17,21 +17,6 @@ CARD_LIFETIME = timedelta(days=5 * 365)
 
 
 @dataclass(frozen=True)
-class CardDraft:
-    """Everything the signer needs for a new card token (claims are built by ecard.tokens)."""
-
-    card_id: str
-    card_no: str
-    name: str
-    id_number_masked: str
-    status_list: int
-    status_idx: int
-    issued_at: datetime
-    expires_at: datetime
-    jti: str
-
-
-@dataclass(frozen=True)
 class CardInfo:
     id: str
     card_no: str
@@ -43,6 +28,13 @@ class CardInfo:
     status_idx: int
     issued_at: datetime
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class CardDraft(CardInfo):
+    """A new card as its signer gets it: the card and the ``jti`` of its first token."""
+
+    jti: str
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import hmac
 import json
 import random
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
@@ -28,8 +28,8 @@ from sqlalchemy import and_, delete, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ecard.cards.issuance import card_draft, new_card
-from ecard.cards.values import IssuedCard, Signer, card_info
+from ecard.cards.issuance import new_card
+from ecard.cards.values import CardDraft, IssuedCard, Signer, card_info
 from ecard.citizens import mask_id_number, mask_name, validate_id_number, validate_name
 from ecard.enrollment.agreement import AGREEMENT_VERSION
 from ecard.enrollment.state import OPEN, TERMINAL, EnrollmentState, transition
@@ -678,7 +678,7 @@ class Enrollments:
                     now=now,
                 )
                 info = card_info(card, citizen)
-                token = sign(card_draft(card, citizen))
+                token = sign(CardDraft(**asdict(info), jti=card.jti))
         except IntegrityError:
             raise CardConflictError() from None
         return IssuedCard(info, token)
