@@ -32,10 +32,14 @@ def files(tmp_path: Path) -> dict[str, str]:
     existing folder, a missing path."""
     (tmp_path / "some.txt").write_text("0.3\n0.3\n0.3\n")
     (tmp_path / "bad.txt").write_text("0.3\nabc\n")
+    (tmp_path / "latin1.csv").write_bytes(b"id_number,name,photo\n1,Jos\xe9,a.jpg\n")
+    (tmp_path / "wide.csv").write_text("id_number,name,photo\n" + "x" * 200_000 + "\n")
     (tmp_path / "folder").mkdir()
     return {
         "FILE": str(tmp_path / "some.txt"),
         "NOT_A_SERIES": str(tmp_path / "bad.txt"),
+        "LATIN1_CSV": str(tmp_path / "latin1.csv"),
+        "WIDE_CSV": str(tmp_path / "wide.csv"),
         "DIR": str(tmp_path / "folder"),
         "MISSING": str(tmp_path / "missing.jpg"),
     }
@@ -175,6 +179,10 @@ BAD_INPUT: list[tuple[list[str], str]] = [
     (["verify", "a.b.c", "--jwks", "FILE"], "ecard: token_malformed:"),
     # endless or huge files are refused after the command's bound, not read to the end
     (["verify", "a.b.c", "--jwks", "/dev/zero"], "ecard: bad_input: The JWKS file is larger"),
+    (["citizens", "import", "FILE", "--photos", "DIR"], "ecard: bad_input: some.txt: missing"),
+    (["citizens", "import", "LATIN1_CSV", "--photos", "DIR"], "latin1.csv is not UTF-8 text"),
+    (["citizens", "import", "/dev/zero", "--photos", "DIR"], "/dev/zero is not a regular file"),
+    (["citizens", "import", "WIDE_CSV", "--photos", "DIR"], "wide.csv is not a readable CSV file"),
     (["scan", "/dev/zero"], "ecard: media_too_large:"),
     (["liveness", "/dev/zero"], "ecard: unreadable_media: /dev/zero is not a regular file"),
     (["match", "/dev/zero", "FILE"], "ecard: unreadable_media: /dev/zero is not a regular file"),

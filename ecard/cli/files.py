@@ -17,17 +17,24 @@ MAX_JWKS_BYTES = 1024 * 1024
 MAX_STDIN_TOKEN_CHARS = 64 * 1024
 
 
-def regular_path(name: str) -> str:
-    """``name`` when it is a regular file or a folder, or does not exist (the caller reports
-    that); a device or a FIFO is :class:`UnreadableMediaError`. For the commands that pass a
-    path on to the face pipeline, which trusts a file's size."""
+def regular_path(
+    name: str, *, limit: int | None = None, error: type[InputError] = UnreadableMediaError
+) -> str:
+    """``name`` when it is a regular file (of at most ``limit`` bytes) or a folder, or does not
+    exist (the caller reports that); a device or a FIFO is ``error``. For the paths handed on
+    to code that opens them itself (the face pipeline, the CSV reader), which would read a
+    device without end."""
     try:
-        mode = os.stat(name).st_mode
+        st = os.stat(name)
     except OSError:
         return name
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+    if stat.S_ISDIR(st.st_mode):
         return name
-    raise UnreadableMediaError(f"{name} is not a regular file.")
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{name} is not a regular file.")
+    if limit is not None and st.st_size > limit:
+        raise error(f"{name} is larger than {limit} bytes.")
+    return name
 
 
 def read_bounded(

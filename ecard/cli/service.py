@@ -11,15 +11,18 @@ import click
 
 from ecard.cli.command import Command, Group
 from ecard.cli.faces import face_models
-from ecard.cli.files import read_bounded
+from ecard.cli.files import read_bounded, regular_path
 from ecard.cli.output import print_json, warn
 from ecard.cli.params import FILE, FOLDER, HOST, PORT, Between
-from ecard.errors import EcardError
+from ecard.errors import EcardError, InputError
 
+#: The largest registry CSV read (a million rows of about 60 bytes).
+MAX_CSV_BYTES = 64 * 1024 * 1024
 #: What --host/--port default to.
 BIND_DEFAULT = "ECARD_BIND, else 127.0.0.1:8000"
 
 if TYPE_CHECKING:
+    from ecard.citizens import ImportRow
     from ecard.config import Settings
     from ecard.store import Store
 
@@ -74,14 +77,15 @@ def add(settings: Settings, id_number: str, name: str, photo: str) -> int:
 def import_citizens(settings: Settings, csv: str, photos: str) -> int:
     """Import a CSV (id_number,name,photo) and a photo folder: one JSON line per row, then the
     totals. Rows already registered are skipped; a row that fails makes the exit code 2."""
-    from ecard.citizens import add_citizen, mask_id_number, read_import_csv
+    from ecard.citizens import add_citizen, mask_id_number
     from ecard.errors import AlreadyExistsError
 
+    rows = _read_rows(Path(csv), Path(photos))  # the whole file checked before any work
     models = face_models(settings)
     store = _open_store(settings)
     added = skipped = failed = 0
     try:
-        for row in list(read_import_csv(Path(csv), Path(photos))):
+        for row in rows:
             out: dict[str, Any] = {"line": row.line}
             try:
                 rec = add_citizen(
@@ -111,6 +115,21 @@ def import_citizens(settings: Settings, csv: str, photos: str) -> int:
         )
         return 2
     return 0
+
+
+def _read_rows(csv_path: Path, photos: Path) -> list[ImportRow]:
+    """Every row of a registry CSV; a file that is not UTF-8 CSV text is bad input."""
+    import csv as csv_module
+
+    from ecard.citizens import read_import_csv
+
+    regular_path(str(csv_path), limit=MAX_CSV_BYTES, error=InputError)
+    try:
+        return list(read_import_csv(csv_path, photos))
+    except UnicodeDecodeError:
+        raise InputError(f"{csv_path.name} is not UTF-8 text.") from None
+    except csv_module.Error as exc:
+        raise InputError(f"{csv_path.name} is not a readable CSV file: {exc}.") from None
 
 
 @click.group(cls=Group)
