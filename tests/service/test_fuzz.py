@@ -150,6 +150,65 @@ def _request(rng: random.Random, jpegs: list[bytes]) -> dict[str, Any]:
     return out
 
 
+def _resolve(doc: dict, schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _plausible(name: str, prop: dict, known: dict[str, Any], jpegs: list[bytes]) -> Any:
+    """A value the route would accept for the field (so that the one mutated next to it is what
+    the route judges)."""
+    if name in known:
+        return known[name]
+    if prop.get("format") == "binary":
+        return jpegs[0]
+    if prop.get("type") == "array" and prop.get("items", {}).get("format") == "binary":
+        return [jpegs[0], jpegs[1]]
+    if "examples" in prop:
+        return prop["examples"][0]
+    kinds = prop.get("type") or [s.get("type") for s in prop.get("anyOf", [])]
+    kind = kinds if isinstance(kinds, str) else next((k for k in kinds if k != "null"), "string")
+    return {"boolean": True, "integer": 0, "number": 15.0}.get(kind, "x")
+
+
+def _near_valid(
+    doc: dict, path: str, method: str, rng: random.Random, jpegs: list[bytes], known: dict
+) -> dict[str, Any] | None:
+    """A body built from the documented request schema with one or two fields mutated (a
+    weird value, a wrong type, or dropped): it gets past the easy refusals."""
+    op = doc["paths"].get(path, {}).get(method.lower())
+    if not op or "requestBody" not in op:
+        return None
+    media, spec = rng.choice(list(op["requestBody"]["content"].items()))
+    props = _resolve(doc, spec["schema"]).get("properties", {})
+    body = {n: _plausible(n, _resolve(doc, p), known, jpegs) for n, p in props.items()}
+    for name in rng.sample(list(body), min(len(body), rng.randrange(1, 3))):
+        roll = rng.random()
+        if roll < 0.2:
+            del body[name]
+        elif media == "multipart/form-data" and isinstance(body[name], bytes | list):
+            body[name] = [_file(rng, jpegs) for _ in range(rng.choice([0, 1, 2, 30]))]
+        else:
+            body[name] = rng.choice(WEIRD_TEXT) if roll < 0.7 else _json_value(rng)
+    if media == "application/json":
+        text = json.dumps(body)
+        return {"data": text.encode(), "content_type": media}
+    form: dict[str, Any] = {}
+    for name, value in body.items():
+        if isinstance(value, bytes):
+            form[name] = (io.BytesIO(value), "a.jpg")
+        elif isinstance(value, list) and value and all(isinstance(v, bytes) for v in value):
+            form[name] = [(io.BytesIO(v), f"{i}.jpg") for i, v in enumerate(value)]
+        else:
+            form[name] = value if isinstance(value, str) else json.dumps(value)
+    return {"data": form, "content_type": media}
+
+
+def _openapi_path(rule: str) -> str:
+    return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
+
+
 def _url(rule: str, values: dict[str, str], rng: random.Random) -> str:
     def one(m: re.Match[str]) -> str:
         name = m.group(1)
@@ -203,7 +262,7 @@ def test_no_route_answers_5xx_to_random_input(fuzz_app, seed: int) -> None:
     enr = start_enrollment(client, creds, insert_citizen(store, seq=4))
     eid, etok = enr["enrollment_id"], enr["enrollment_token"]
     client.post(f"/api/v1/enrollments/{eid}/consent", json={"agree": True}, headers=bearer(etok))
-    client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(etok))
+    nonce = client.post(f"/api/v1/enrollments/{eid}/challenge", headers=bearer(etok)).json["nonce"]
     desk_csrf = _desk_login(client, store)
     values = {
         "enrollment_id": eid,
@@ -225,6 +284,17 @@ def test_no_route_answers_5xx_to_random_input(fuzz_app, seed: int) -> None:
         {"X-CSRF-Token": desk_csrf},  # the desk's session cookie is in the client
     ]
     jpegs = [_tiny_jpeg(64, 48), _tiny_jpeg(8, 8), _tiny_jpeg(2400, 16)]
+    doc = client.get("/openapi.json").json
+    known = {
+        "nonce": nonce,
+        "pin": "480613",
+        "card_no": card["card_no"],
+        "token": card["card"],
+        "enrollment_id": eid,
+        "seq": "0",
+        "timestamps_ms": "[0, 66]",
+        "agree": True,
+    }
     rng = random.Random(seed)
     rules = [
         (rule.rule, sorted(rule.methods - {"HEAD", "OPTIONS"})) for rule in app.url_map.iter_rules()
@@ -238,6 +308,9 @@ def test_no_route_answers_5xx_to_random_input(fuzz_app, seed: int) -> None:
             method = rng.choice(methods) if rng.random() < 0.9 else rng.choice(["PUT", "DELETE"])
             url = _url(rule, values, rng)
             kwargs = _request(rng, jpegs) if method != "GET" or rng.random() < 0.2 else {}
+            if rng.random() < 0.5:
+                near = _near_valid(doc, _openapi_path(rule), method, rng, jpegs, known)
+                kwargs = near if near is not None else kwargs
             r = client.open(url, method=method, headers=rng.choice(auths), **kwargs)
             r.close()  # static files answer with an open file
             sent += 1
