@@ -304,3 +304,23 @@ def test_a_card_starts_at_most_three_recoveries_a_day(
         for _ in range(4)
     ]
     assert codes == [201, 201, 201, 429]
+
+
+def test_a_pin_locked_under_the_old_rule_opens_again(client: Any, store: Store, creds: Any) -> None:
+    """Six wrong PINs locked a card for good before migration 0003; such a counter (no window)
+    now lets the holder in with the right PIN."""
+    from sqlalchemy import insert, select
+    from svc_helpers import issue_card
+
+    from ecard.store.models import AttemptRow, Card
+
+    card = issue_card(client, store, creds)
+    with store.write() as s:
+        card_id = s.scalar(select(Card.id).where(Card.card_no == card["card_no"]))
+        s.execute(
+            insert(AttemptRow).values(
+                key=f"pin:{card_id}", failures=6, updated_at=datetime.now(UTC)
+            )
+        )
+    r = client.post("/api/v1/cards/login", json={"card_no": card["card_no"], "pin": "480613"})
+    assert r.status_code == 200
