@@ -41,7 +41,6 @@ SENSITIVE_ROUTES = frozenset(
         "recovery.start_for_holder",
         "recovery.new_pin",
         "recovery.report_loss",
-        "desk.desk_confirm",
         "capture.start",
         "capture.finish",
     }
