@@ -23,10 +23,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
@@ -61,8 +60,6 @@ DESK_LOGIN = LockoutPolicy(
     max_consecutive=None,
 )
 _DESK_KEYS = ("desk_id", "desk_name", "desk_fp", "scan_id")
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _services() -> Any:
