@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from flask import (
     Blueprint,
@@ -47,8 +46,6 @@ PAGE_CSP = (
     "media-src 'self' blob: mediastream:; connect-src 'self'; font-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 # --- language ---------------------------------------------------------------------------------
