@@ -39,6 +39,7 @@ hostile body never reaches a recursive parser or validator.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -176,6 +177,27 @@ class _EcardPlugin(FlaskPlugin):
         return super().validate(func, *args, **kwargs)
 
 
+log = logging.getLogger("ecard.web")
+
+
+def _after_response(
+    req: Any, resp: Any, resp_validation_error: Exception | None, instance: Any, adapter: Any
+) -> None:
+    """An answer that does not match its documented model is our bug: logged by field and
+    error type only (never the values: they may be personal data or tokens), answered with
+    the generic 500 of :mod:`ecard.web.errors` (spectree would send the pydantic errors)."""
+    if resp_validation_error is None:
+        return
+    where = "?"
+    if isinstance(resp_validation_error, ValidationError):
+        where = ", ".join(
+            f"{_where(e['loc'])} ({e['type']})"
+            for e in resp_validation_error.errors(include_url=False, include_input=False)
+        )
+    log.error("answer does not match its documented model: %s %s: %s", req.method, req.path, where)
+    raise EcardError("An internal error occurred.")
+
+
 api = SpecTree(
     "flask",
     backend=_EcardPlugin,
@@ -186,6 +208,7 @@ api = SpecTree(
         "Electronic social security cards issued after blink liveness and ID-photo matching. "
         'Every error is `{"error": code, "message": text}`.'
     ),
+    after=_after_response,
     validation_error_status=422,
     validation_error_model=Error,
     naming_strategy=lambda model: model.__name__,

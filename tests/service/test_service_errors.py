@@ -337,3 +337,26 @@ def test_unreadable_capture_times_are_a_422(client, creds, enrolled, stamps) -> 
     }
     url = f"/api/v1/enrollments/{eid}/capture/{'0' * 24}/frames"
     _is_error(client.post(url, data=form, headers=bearer(tok)), 422, "bad_timestamps")
+
+
+def test_an_answer_outside_its_model_is_our_generic_500(app, caplog) -> None:
+    """A view whose answer breaks its documented model: the generic 500, no pydantic details
+    (they would echo the values) in the body or the log."""
+    from flask import Blueprint
+
+    from ecard.web.apispec import responses, validate
+    from ecard.web.schemas import Status
+
+    bp = Blueprint("broken", __name__)
+
+    @bp.get("/broken")
+    @validate(resp=responses({200: Status}), tags=["test"])
+    def broken():
+        return {"status": 4242424242, "secret": "s3cr3t-value"}
+
+    app.register_blueprint(bp)
+    r = app.test_client().get("/broken")
+    _is_error(r, 500, "internal_error")
+    assert b"s3cr3t" not in r.data and b"4242424242" not in r.data
+    assert "status (string_type)" in caplog.text
+    assert "s3cr3t" not in caplog.text and "4242424242" not in caplog.text
