@@ -20,7 +20,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -102,6 +109,14 @@ class Settings(BaseSettings):
     public_url: str | None = None
     #: ``iss`` of issued cards; default :attr:`public_base`.
     issuer: str | None = None
+
+    # --- status list ----------------------------------------------------------------------------
+    #: Seconds a status list token is valid (``exp - iat``), at most one hour: an offline
+    #: verifier sees a suspension within this plus its 30 s leeway (docs/tokens.md).
+    status_list_exp_s: int = Field(3600, ge=60, le=3600)
+    #: Seconds a relying party may use its copy before fetching again (``ttl``); at most the
+    #: expiry.
+    status_list_ttl_s: int = Field(60, ge=1, le=3600)
 
     # --- models -------------------------------------------------------------------------------
     #: Folder of the dlib ``.dat`` files; default the ``face_recognition_models`` package's.
@@ -237,6 +252,17 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("status_list_ttl_s", mode="after")
+    @classmethod
+    def _ttl(cls, value: int, info: ValidationInfo) -> int:
+        exp = info.data.get("status_list_exp_s")
+        if exp is not None and value > exp:
+            raise ValueError(
+                f"ECARD_STATUS_LIST_TTL_S ({value}) must not exceed ECARD_STATUS_LIST_EXP_S "
+                f"({exp})."
+            )
+        return value
 
     @field_validator("metrics_token", mode="after")
     @classmethod

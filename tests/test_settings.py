@@ -125,6 +125,7 @@ def test_public_origin_and_issuer(env: dict[str, str], base: str, issuer: str) -
         ("ECARD_WORKER_CLASS", "eventlet", "ECARD_WORKER_CLASS must be one of 'gthread' or"),
         ("ECARD_LOG_LEVEL", "loud", "ECARD_LOG_LEVEL must be one of 'debug'"),
         ("ECARD_METRICS_TOKEN", "short", "ECARD_METRICS_TOKEN must be at least 16 characters"),
+        ("ECARD_STATUS_LIST_EXP_S", "86400", "ECARD_STATUS_LIST_EXP_S must be at most 3600"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(name: str, value: str, message: str) -> None:
@@ -190,6 +191,7 @@ ALLOWED_ENVIRON = {
     "ecard/config.py": "load_settings: the one reader",
     "ecard/web/serve.py": "PROMETHEUS_MULTIPROC_DIR hand-off (prometheus_client reads it)",
     "ecard/liveness/media.py": "quiets OpenCV's logging before cv2 loads (a write, not a read)",
+    "ecard/cli/__init__.py": "click's tab-completion variable, read in main(), not at import",
 }
 
 
@@ -318,3 +320,11 @@ def test_an_existing_loose_instance_is_closed_again(tmp_path: Path, loose_umask)
     assert _mode(instance) == 0o700
     assert _mode(db) == 0o600 and _mode(instance / "pin_pepper") == 0o600
     app.extensions["ecard"].store.close()
+
+
+def test_the_status_list_ttl_cannot_outlive_its_expiry() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"ECARD_STATUS_LIST_EXP_S": "300", "ECARD_STATUS_LIST_TTL_S": "600"})
+    assert info.value.message.startswith("ECARD_STATUS_LIST_TTL_S (600) must not exceed")
+    ok = load_settings({"ECARD_STATUS_LIST_EXP_S": "300", "ECARD_STATUS_LIST_TTL_S": "120"})
+    assert (ok.status_list_exp_s, ok.status_list_ttl_s) == (300, 120)

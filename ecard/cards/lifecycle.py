@@ -95,6 +95,26 @@ class Cards:
             self._audit(actor, action, exc.code, card_id, _now(now))
             raise
 
+    def login(
+        self, card_no: str, pin: object, *, action: str = "login", now: datetime | None = None
+    ) -> CardInfo:
+        """The card of ``card_no`` once its PIN is right (:meth:`check_pin`).
+
+        An unknown number answers exactly as a known card with a wrong PIN: the same error,
+        the same growing waits (its own counter, keyed by the number) and the same hash cost,
+        so the unauthenticated login does not tell which card numbers exist.
+        """
+        try:
+            card = self.by_number(card_no)
+        except NotFoundError:
+            decoy = self.hasher.decoy_hash()
+            self.guard.check(
+                f"pin:no:{card_no}", lambda: self.hasher.verify(pin, decoy) and False, now=now
+            )
+            raise AssertionError("unreachable: the guard refuses a wrong PIN") from None
+        self.check_pin(card.id, pin, action=action, now=now)
+        return card
+
     def current(self, card_id: str, jti: str) -> CardInfo:
         """The card of a card token whose ``jti`` is still the card's current one.
 

@@ -49,7 +49,7 @@ def _key_source(settings: Settings, jwks: str | None) -> KeySet | KeyStore:
     raw = urllib_fetch(jwks) if remote else read_bounded(jwks, MAX_JWKS_BYTES, what="JWKS file")
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands of levels deep
         raise TokenMalformedError("The JWKS is not JSON.") from None
     return KeySet.from_jwks(doc)
 

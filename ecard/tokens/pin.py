@@ -207,6 +207,7 @@ class PinHasher:
         if len(pepper) < 16:
             raise ConfigError("The PIN pepper is too short.")
         self._pepper = pepper
+        self._decoy: str | None = None
 
     @classmethod
     def open(cls, instance: Path | str) -> PinHasher:
@@ -221,6 +222,15 @@ class PinHasher:
 
     def verify(self, pin: object, stored_hash: str) -> bool:
         return verify_pin(pin, stored_hash, self._pepper)
+
+    def decoy_hash(self) -> str:
+        """A hash of a random PIN, made once per hasher: checking against it costs what a real
+        check costs, for answers that must not tell a missing card from a wrong PIN."""
+        if self._decoy is None:
+            import secrets
+
+            self._decoy = self.hash(f"{secrets.randbelow(10**6):06d}")
+        return self._decoy
 
 
 # --- lockout -----------------------------------------------------------------------------

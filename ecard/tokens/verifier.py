@@ -162,7 +162,7 @@ class OfflineVerifier:
         raw = self._fetch(self.jwks_url)
         try:
             doc = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands of levels deep
             raise TokenMalformedError("The JWKS is not JSON.") from None
         keys = KeySet.from_jwks(doc)
         self._keys, self._jwks_fetched_at = keys, self._clock()

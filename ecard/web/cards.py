@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, g
 
 from ecard.cards import CardInfo, Cards, CardStatus
-from ecard.errors import CardStateError, NotFoundError, TokenError
+from ecard.errors import CardStateError, TokenError
 from ecard.web.apispec import BASIC, BEARER_CARD, parsed_json, responses, validate
 from ecard.web.http import bearer, channel, services
 from ecard.web.schemas import (
@@ -160,11 +160,7 @@ def login() -> LoginResult:
     body = parsed_json(LoginBody)
     card_no, pin = body.card_no, body.pin
     cards = _cards()
-    try:
-        card = cards.by_number(card_no)
-    except NotFoundError:
-        raise NotFoundError("No card with this number.") from None
-    cards.check_pin(card.id, pin, action="login")
+    card = cards.login(card_no, pin)
     svc = services()
     token = sign_card(
         svc.require_keys(), card, issuer=svc.issuer, jti=lambda: cards.rotate_jti(card.id)

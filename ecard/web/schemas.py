@@ -452,9 +452,11 @@ class FaceCheckForm(Form):
 
 
 class FaceCheck(Answer):
+    """What the preview shows; ``box``, ``brightness`` and ``sharpness`` are null with no face."""
+
     faces: int
     face_width: float
-    box: list[float]
-    brightness: float
-    sharpness: float
+    box: list[float] | None = None
+    brightness: float | None = None
+    sharpness: float | None = None
     verdict: str

@@ -50,7 +50,8 @@ def status_list(list_id: int) -> Response:
         statuses,
         uri=status_list_uri(svc.issuer, list_id),
         issuer=svc.issuer,
-        ttl=60,
+        ttl=svc.settings.status_list_ttl_s,
+        lifetime=svc.settings.status_list_exp_s,
     )
     resp = Response(token, mimetype="application/statuslist+jwt")
     resp.headers["Cache-Control"] = "no-cache"

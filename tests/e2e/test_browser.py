@@ -105,6 +105,13 @@ class Person:
         return self.anchor[0] + (time.monotonic() - self.anchor[1]) * self.camera.fps
 
     def on_response(self, response: Any) -> None:
+        if response.url.endswith("/finish") and response.status == 200:
+            v = response.json()
+            self.log.append(
+                f"verdict: live {v.get('live')}, {v.get('blinks')} blinks, reason "
+                f"{v.get('reason')}, cues {v.get('cues')}"
+            )
+            return
         if not response.url.endswith("/frames") or response.status != 200:
             return
         body = response.json()
@@ -480,11 +487,15 @@ def test_enroll_scan_replay_suspend(
         assert other.evaluate("localStorage.getItem('ecard.card')").count(".") == 2
         other.context.close()
 
-        # --- a fresh code, then a report of loss: that code now scans as suspended ----------------
+        # --- the first phone's copy was superseded by that login: it says so and asks again ---
         phone.reload()
-        phone.wait_for_selector("#qr-pin-form:not([hidden])")
-        phone.fill("#qr-pin", PIN)
-        phone.click("#qr-pin-form button[type=submit]")
+        phone.wait_for_selector("#s-login:not([hidden])")
+        assert "opened on another device" in phone.inner_text("#login-msg")
+        assert phone.input_value("#login-card-no") == card_no  # kept for the person
+        steps.shot(phone, "card-superseded")
+        phone.fill("#login-pin", PIN)
+        phone.click("#login-form button[type=submit]")
+        # --- a fresh code, then a report of loss: that code now scans as suspended ----------------
         phone.wait_for_selector("#qr-img:not([hidden])")
         qr2 = tmp_path / "qr2.png"
         phone.locator("#qr-img").screenshot(path=str(qr2))

@@ -324,3 +324,25 @@ def test_a_pin_locked_under_the_old_rule_opens_again(client: Any, store: Store, 
         )
     r = client.post("/api/v1/cards/login", json={"card_no": card["card_no"], "pin": "480613"})
     assert r.status_code == 200
+
+
+def test_the_login_does_not_tell_which_card_numbers_exist(
+    client: Any, store: Store, creds: Any
+) -> None:
+    """Unknown numbers answer as a real card with a wrong PIN, wait for wait (was 404 vs 403)."""
+    from svc_helpers import issue_card
+
+    card = issue_card(client, store, creds)
+    real, unknown = card["card_no"], "000000000"
+    assert unknown != real
+    for _ in range(FREE_TRIES + 1):
+        answers = [
+            client.post("/api/v1/cards/login", json={"card_no": no, "pin": "902741"})
+            for no in (real, unknown)
+        ]
+        seen = [(r.status_code, r.json["error"], r.json["message"]) for r in answers]
+        assert seen[0] == seen[1], seen
+        assert [r.headers.get("Retry-After") for r in answers] == [
+            answers[0].headers.get("Retry-After")
+        ] * 2
+    assert seen[0][1] == "pin_wait"

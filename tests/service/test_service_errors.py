@@ -152,8 +152,9 @@ def test_unknown_ids(client, creds, enrolled) -> None:
     _is_error(client.get("/api/v1/enrollments/nope", headers=creds.channel), 404, "not_found")
     _is_error(client.get("/api/v1/status-lists/999"), 404, "not_found")
     _is_error(client.get("/api/v1/nothing-here"), 404, "not_found")
-    r = client.post("/api/v1/cards/login", json={"card_no": "000000000000", "pin": "480613"})
-    _is_error(r, 404, "not_found")
+    # an unknown card number answers as a wrong PIN (no card-existence oracle on the login)
+    r = client.post("/api/v1/cards/login", json={"card_no": "000000000", "pin": "480613"})
+    _is_error(r, 403, "wrong_pin")
     # an unknown card answers as an unscanned one (finding 3: no card-existence oracle)
     r = client.post(
         "/api/v1/scan/confirm", json={"card_no": "1", "pin": "1"}, headers=creds.hospital

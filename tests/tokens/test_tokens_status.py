@@ -172,8 +172,18 @@ def test_status_list_token_refuses_a_lifetime_over_an_hour_or_a_ttl_past_it(
         )
 
 
-def test_served_status_list_expires_within_an_hour(tmp_path: Path) -> None:
-    """What ``GET /api/v1/status-lists/1`` serves: ``exp - iat`` <= 1 h, ``ttl`` <= that."""
+@pytest.mark.parametrize(
+    ("env", "exp_s", "ttl_s"),
+    [
+        ({}, 3600, 60),
+        ({"ECARD_STATUS_LIST_EXP_S": "300", "ECARD_STATUS_LIST_TTL_S": "30"}, 300, 30),
+    ],
+)
+def test_served_status_list_expires_within_an_hour(
+    tmp_path: Path, env: dict[str, str], exp_s: int, ttl_s: int
+) -> None:
+    """What ``GET /api/v1/status-lists/1`` serves: ``exp - iat`` <= 1 h, ``ttl`` <= that, as
+    configured (ECARD_STATUS_LIST_EXP_S / _TTL_S)."""
     import json
 
     from ecard.store.models import StatusListRow
@@ -181,7 +191,12 @@ def test_served_status_list_expires_within_an_hour(tmp_path: Path) -> None:
     from ecard.web import create_app
 
     app = create_app(
-        {"ECARD_INSTANCE": str(tmp_path), "LOAD_MODELS": "0", "ECARD_RATELIMIT_ENABLED": "0"}
+        {
+            "ECARD_INSTANCE": str(tmp_path),
+            "LOAD_MODELS": "0",
+            "ECARD_RATELIMIT_ENABLED": "0",
+            **env,
+        }
     )
     with app.extensions["ecard"].store.write() as s:
         if s.get(StatusListRow, 1) is None:
@@ -189,5 +204,5 @@ def test_served_status_list_expires_within_an_hour(tmp_path: Path) -> None:
     resp = app.test_client().get("/api/v1/status-lists/1")
     assert resp.status_code == 200, resp.get_data(as_text=True)
     claims = json.loads(b64url_decode(resp.get_data(as_text=True).split(".")[1], "claims"))
-    assert 0 < claims["exp"] - claims["iat"] <= 3600
-    assert 0 < claims["ttl"] <= claims["exp"] - claims["iat"]
+    assert claims["exp"] - claims["iat"] == exp_s
+    assert claims["ttl"] == ttl_s

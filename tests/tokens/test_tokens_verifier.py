@@ -273,3 +273,14 @@ def test_without_status(net: Net, clock: Clock, card: str) -> None:
 def test_default_fetcher_only_speaks_http(url: str) -> None:
     with pytest.raises(FetchError):
         urllib_fetch(url)
+
+
+def test_a_jwks_nested_thousands_deep_is_a_token_error(
+    net: Net, clock: Clock, keystore: KeyStore, card: str
+) -> None:
+    """A hostile JWKS endpoint cannot crash the verifier with RecursionError."""
+    publish_status(net, keystore, NOW)
+    net.pages[JWKS_URL] = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(TokenError) as exc:
+        make(net, clock).verify(card)
+    assert exc.value.code == "token_malformed"

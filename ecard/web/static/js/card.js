@@ -62,7 +62,20 @@
   function loadOverview() {
     return ECard.api("GET", "/card/overview", { bearer: ECard.cardStore.get() }).then(function (res) {
       if (!res.ok) {
-        if (res.status === 401) { ECard.cardStore.clear(); showLogin(); }
+        if (res.status === 401) {
+          // A newer copy was opened elsewhere (card number + PIN, or a new PIN after a face
+          // check): this one no longer works. Say so, and keep the card number for the login.
+          var old = ECard.jwtPayload(ECard.cardStore.get() || "") || {};
+          ECard.cardStore.clear();
+          showLogin();
+          if (res.body && res.body.error === "token_superseded") {
+            document.getElementById("login-msg").textContent = t("card.superseded");
+            if (old.card_no) {
+              document.getElementById("login-card-no").value = old.card_no;
+              document.getElementById("login-pin").focus();
+            }
+          }
+        }
         return;
       }
       setStatus(res.body.status);

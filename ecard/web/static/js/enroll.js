@@ -62,6 +62,8 @@
       if (!res.ok) {
         // an ended enrollment's link opens nothing any more; the card lives on this phone
         if (res.body.error === "enrollment_ended" && ECard.cardStore.get()) { location.replace("/card"); return; }
+        // no tries left: the way forward (back to the city app, the help line), not a dead end
+        if (res.body.error === "enrollment_locked") { showFailure("enrollment_locked", null, { attempts_left: 0 }); return; }
         fatal(reasonText(res.body.error, t("enroll.bad_link")));
         return;
       }

@@ -40,7 +40,8 @@
   function show(kind, stateText, res) {
     res = res || {};
     patient.className = "patient " + kind;
-    patient.setAttribute("data-result", res.valid ? "valid" : (res.error || res.status || ""));
+    var refused = res.status && res.status !== "active" ? res.status : "";  // a known card's state
+    patient.setAttribute("data-result", res.valid ? "valid" : (refused || res.error || ""));
     document.getElementById("patient-state").textContent = stateText;
     document.getElementById("patient-state").removeAttribute("data-i18n");
     document.getElementById("patient-name").textContent = res.name || "";
@@ -52,7 +53,8 @@
   }
 
   function errorText(res) {
-    var code = res.error || (res.status && res.status !== "active" ? res.status : "token_invalid");
+    // A known card that is not active says what it is (suspended, revoked) in the clerk's language.
+    var code = res.status && res.status !== "active" ? res.status : (res.error || "token_invalid");
     if (ECard.has("desk.error." + code)) return t("desk.error." + code);
     return res.message || t("desk.error.token_invalid");
   }
