@@ -396,45 +396,8 @@ class CardOverview(CardSummary):
     events: list[CardEvent]
 
 
-# --- the hospital: scan and settlement (API and desk) --------------------------------------------
-
-
-class ScanBody(Body):
-    qr_token: Annotated[Stripped, Field(min_length=1, max_length=2048)]
-
-
-class ScanImageForm(Form):
-    """A picture of the QR code (a desk camera frame or an upload), decoded on the server."""
-
-    image: FilePart
-
-
-class ScanResult(Answer):
-    valid: bool
-    card_no: str | None = None
-    name: str | None = None
-    id_number_masked: str | None = None
-    status: str | None = None
-    expires_in: int | None = None
-    valid_for_s: int | None = None
-    error: str | None = None
-    message: str | None = None
-
-
-class ConfirmBody(Body):
-    card_no: CardNo
-    pin: Pin
-
-
-class DeskConfirmBody(Body):
-    pin: Pin
-
-
-class Confirmed(Answer):
-    confirmed: bool
-    card_no: str | None = None
-    name: str | None = None
-    status: str | None = None
+# The hospital's scan and settlement models live beside their routes (ecard/web/hospital.py,
+# ecard/web/desk.py), as do the recovery's (ecard/web/recovery.py).
 
 
 # --- pages' JSON routes ----------------------------------------------------------------------
