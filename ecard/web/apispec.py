@@ -340,6 +340,71 @@ def parsed_query(model: type[M]) -> M:
 # --- the document ----------------------------------------------------------------------------
 
 
+#: Examples of the main request bodies, by operationId (shown by documentation tools).
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "enroll_authorize": {"id_number": "11010519491231002X", "name": "Demo Citizen"},
+    "enroll_consent": {"agree": True},
+    "enroll_set_pin": {"pin": "480613"},
+    "cards_verify": {"token": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiIsInR5cCI6ImVjYXJkK2p3dCJ9..."},
+    "cards_login": {"card_no": "100000000017", "pin": "480613"},
+    "cards_qr": {"pin": "480613"},
+    "cards_suspend": {"pin": "480613"},
+    "hospital_scan": {"qr_token": "eyJhbGciOiJFUzI1NiIsInR5cCI6ImVjYXJkLXFyK2p3dCJ9..."},
+    "hospital_confirm": {"scan_id": "3f2b8c1e9d7a4b6c", "pin": "480613"},
+}
+
+#: Enrollment reasons outside the liveness pipeline's codes (``ecard.liveness.result.REASONS``).
+ENROLLMENT_REASONS = ("no_match", "not_live", "consent_declined", "timeout", "capture_expired")
+
+
+def error_codes() -> dict[str, int]:
+    """Every error code of :mod:`ecard.errors` with its HTTP status (the whole exception tree)."""
+    codes: dict[str, int] = {}
+    todo: list[type[EcardError]] = [EcardError]
+    while todo:
+        cls = todo.pop(0)
+        codes.setdefault(cls.code, cls.status)
+        todo.extend(cls.__subclasses__())
+    return codes
+
+
+def _operation_id(endpoint: str, method: str, methods: int) -> str:
+    """``blueprint.view`` -> ``blueprint_view`` (suffixed by the method when the view serves
+    several)."""
+    name = endpoint.replace(".", "_").replace("-", "_").lower()
+    return f"{name}_{method.lower()}" if methods > 1 else name
+
+
+def _codes_schemas() -> dict[str, Any]:
+    from ecard.enrollment.state import EnrollmentState
+    from ecard.liveness.result import REASONS
+
+    errors = error_codes()
+    return {
+        "ErrorCode": {
+            "title": "ErrorCode",
+            "description": "Every value of `Error.error`, with the HTTP status it is sent with "
+            "(`x-status`).",
+            "type": "string",
+            "enum": sorted(errors),
+            "x-status": {code: errors[code] for code in sorted(errors)},
+        },
+        "LivenessReason": {
+            "title": "LivenessReason",
+            "description": "The values of `reason` in liveness and enrollment answers "
+            "(null when live and matched).",
+            "type": "string",
+            "enum": list(dict.fromkeys((*REASONS, *ENROLLMENT_REASONS))),
+        },
+        "EnrollmentState": {
+            "title": "EnrollmentState",
+            "description": "The values of an enrollment's `state`.",
+            "type": "string",
+            "enum": [s.value for s in EnrollmentState],
+        },
+    }
+
+
 def _build_document(app: Flask) -> dict[str, Any]:
     # spectree's generator consumes the nested definitions of its model table: keep a copy so
     # each application builds its own complete document.
@@ -349,15 +414,32 @@ def _build_document(app: Flask) -> dict[str, Any]:
     finally:
         api.models = saved
     for rule in app.url_map.iter_rules():
+        path = api.backend.parse_path(rule, None)[0]
+        methods = (rule.methods or set()) - {"HEAD", "OPTIONS"}
+        for method, op in doc["paths"].get(path, {}).items():
+            if method.upper() not in methods:
+                continue
+            op["operationId"] = _operation_id(rule.endpoint, method, len(methods))
+            example = EXAMPLES.get(op["operationId"])
+            body = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if example is not None and body is not None:
+                body["example"] = example
         media = getattr(app.view_functions[rule.endpoint], "__ecard_produces__", None)
         if media is None:
             continue
-        path = api.backend.parse_path(rule, None)[0]
         for method, op in doc["paths"].get(path, {}).items():
             ok = op["responses"].get("200")
             if ok is not None and method.upper() in (rule.methods or ()):
                 kind = "object" if media == "application/json" else "string"
                 ok["content"] = {media: {"schema": {"type": kind}}}
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(_codes_schemas())
+    error = schemas.get("Error", {}).get("properties", {}).get("error")
+    if error is not None:
+        error["description"] = "The machine-readable code: one of `ErrorCode`."
+    from ecard.web.http import services
+
+    doc["servers"] = [{"url": services().public_url, "description": "this service"}]
     return doc
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from ecard.errors import NotFoundError
 from ecard.web.apispec import responses, validate
@@ -10,6 +10,32 @@ from ecard.web.http import services
 from ecard.web.schemas import Answer
 
 bp = Blueprint("wellknown", __name__)
+
+#: Public documents any web app may fetch: no credentials, so a wildcard origin is safe.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+}
+PREFLIGHT_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+@bp.after_request
+def _cors(resp: Response) -> Response:
+    """CORS for the JWKS and the status lists (and only them: the other API routes have none).
+    A preflight (``OPTIONS``) is answered 204 with the allowed methods and the request headers
+    asked for; credentials are never allowed."""
+    resp.headers.update(CORS_HEADERS)
+    if request.method == "OPTIONS":
+        resp.status_code = 204
+        resp.set_data(b"")
+        resp.headers.update(PREFLIGHT_HEADERS)
+        asked = request.headers.get("Access-Control-Request-Headers")
+        if asked:
+            resp.headers["Access-Control-Allow-Headers"] = asked
+    return resp
 
 
 class Jwks(Answer):
