@@ -384,7 +384,7 @@ def _codes_schemas() -> dict[str, Any]:
         "ErrorCode": {
             "title": "ErrorCode",
             "description": "Every value of `Error.error`, with the HTTP status it is sent with "
-            "(`x-status`).",
+            "(`x-status`); an HTTP error without a code of its own is `http_<status>`.",
             "type": "string",
             "enum": sorted(errors),
             "x-status": {code: errors[code] for code in sorted(errors)},
