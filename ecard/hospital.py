@@ -14,6 +14,14 @@ card number that does not exist) answers the same 409 ``scan_required``, so the 
 cannot be used to learn whether a card number exists or to guess PINs for cards never
 presented. A confirmed scan is spent (one settlement per scan).
 
+What a scan answer tells the clerk: the QR code's remaining validity (``expires_in``) only
+for a valid code; for any card of ours the masked ID number (:func:`desk_mask`, first four and
+last four digits) with the birth date (:func:`birth_date`, digits 7-14), so the clerk can
+cross-check the patient's document; the two together still hide the district digits 5-6, and
+the full number is never sent. For a replayed code: when it was first used (``used_at``) and
+whether at this hospital (``used_by`` ``"this_desk"``) or elsewhere (``"other_desk"``): the
+name of another hospital is never told (where a patient was treated is theirs to tell).
+
 Time is a parameter (``now``); the window is a constructor argument.
 """
 
@@ -21,13 +29,13 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, update
 
 from ecard.errors import NotFoundError, ScanRequiredError, TokenError, TokenReplayedError
-from ecard.store.models import DeskScan
+from ecard.store.models import Citizen, DeskScan, UsedToken
 
 if TYPE_CHECKING:
     from ecard.cards import CardInfo, Cards
@@ -53,8 +61,14 @@ class ScanResult:
     card: CardInfo | None = None
     scan_id: str | None = None
     confirm_by: datetime | None = None
-    #: seconds the QR code itself stays valid
+    #: seconds the QR code itself stays valid (valid codes only)
     expires_in: int | None = None
+    #: the ID number for the desk (:func:`desk_mask`) and the birth date in it
+    id_number_masked: str | None = None
+    birth_date: date | None = None
+    #: a replayed code: when it was first used and by whom (``this_desk`` / ``other_desk``)
+    used_at: datetime | None = None
+    used_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,20 @@ class Confirmation:
     card_no: str
     status: str
     name: str | None = None
+
+
+def birth_date(id_number: str) -> date | None:
+    """The birth date in an 18-digit ID number (``YYYYMMDD`` at digits 7-14), or None."""
+    try:
+        return date(int(id_number[6:10]), int(id_number[10:12]), int(id_number[12:14]))
+    except ValueError:
+        return None
+
+
+def desk_mask(id_number: str) -> str:
+    """``1101**********002X``: the first and last four digits, for the desk (the birth date is
+    shown beside it, so the region's district digits stay hidden as well)."""
+    return id_number[:4] + "*" * (len(id_number) - 8) + id_number[-4:]
 
 
 class HospitalDesk:
@@ -101,13 +129,18 @@ class HospitalDesk:
             )
         except TokenReplayedError as exc:
             self.cards.audit(actor, "scan", "replayed", None)
-            return ScanResult(False, exc.code, "This QR code was already used.")
+            used_at, used_by = self._first_use(hospital, qr_text, now)
+            return ScanResult(
+                False, exc.code, "This QR code was already used.", used_at=used_at, used_by=used_by
+            )
         except TokenError as exc:
             return ScanResult(False, exc.code, exc.message)
         try:
             card = self.cards.by_number(qr.card_no)
         except NotFoundError:
             return ScanResult(False, "unknown_card", "This card was not issued here.")
+        with self.store.read() as s:
+            id_number = s.scalar(select(Citizen.id_number).where(Citizen.id == card.citizen_id))
         self.cards.audit(actor, "scan", card.status, card.id)
         scan_id = None
         confirm_by = None
@@ -133,8 +166,31 @@ class HospitalDesk:
             card=card,
             scan_id=scan_id,
             confirm_by=confirm_by,
-            expires_in=max(0, qr.expires_at - int(now.timestamp())),
+            expires_in=max(0, qr.expires_at - int(now.timestamp())) if active else None,
+            id_number_masked=desk_mask(id_number) if id_number else None,
+            birth_date=birth_date(id_number) if id_number else None,
         )
+
+    def _first_use(
+        self, hospital: str, qr_text: str, now: datetime
+    ) -> tuple[datetime | None, str | None]:
+        """When a replayed code was first used, and whether by ``hospital``: its desk scan
+        (valid scans), else the replay guard's record (time only). The code was verified
+        already; it is read again without the guard only to learn its ``jti``."""
+        from ecard.tokens.qr import verify_qr
+
+        try:
+            jti = verify_qr(qr_text, self.keys, issuer=self.issuer, replay_guard=None, now=now).jti
+        except TokenError:
+            return None, None
+        with self.store.read() as s:
+            row = s.execute(
+                select(DeskScan.scanned_at, DeskScan.hospital).where(DeskScan.jti == jti)
+            ).first()
+            if row is not None:
+                return row.scanned_at, "this_desk" if row.hospital == hospital else "other_desk"
+            used = s.scalar(select(UsedToken.used_at).where(UsedToken.jti == jti))
+        return used, None
 
     def confirm(
         self, hospital: str, scan_id: str | None, pin: object, *, now: datetime | None = None

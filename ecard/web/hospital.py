@@ -9,6 +9,7 @@ numbers, unscanned cards and other hospitals' scans all get one answer, 409 ``sc
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -48,11 +49,23 @@ class ScanAnswer(Answer):
     scan_id: str | None = None
     card_no: str | None = None
     name: str | None = None
-    id_number_masked: str | None = None
+    id_number_masked: str | None = Field(
+        default=None, description="first and last four digits, e.g. 1101**********002X"
+    )
+    birth_date: str | None = Field(
+        default=None, description="YYYY-MM-DD, from the ID number, to check the patient's ID"
+    )
     status: str | None = None
-    expires_in: int | None = Field(default=None, description="seconds the QR code stays valid")
+    expires_in: int | None = Field(
+        default=None, description="seconds the QR code stays valid (valid codes only)"
+    )
     valid_for_s: int | None = Field(default=None, description="the same, for the desk page")
     confirm_by: str | None = Field(default=None, description="end of the confirmation window")
+    used_at: str | None = Field(default=None, description="replayed: when it was first used")
+    used_by: str | None = Field(
+        default=None,
+        description="replayed: this_desk (this hospital) or other_desk (never its name)",
+    )
 
 
 class ConfirmBody(Body):
@@ -87,13 +100,22 @@ def scan_answer(result: ScanResult) -> Response:
         body |= {
             "card_no": card.card_no,
             "name": card.name,
-            "id_number_masked": card.id_number_masked,
+            "id_number_masked": result.id_number_masked,
             "status": card.status,
         }
+    if result.birth_date is not None:
+        body["birth_date"] = result.birth_date.isoformat()
     body["expires_in"] = body["valid_for_s"] = result.expires_in
     if result.confirm_by is not None:
-        body["confirm_by"] = result.confirm_by.isoformat().replace("+00:00", "Z")
+        body["confirm_by"] = _utc(result.confirm_by)
+    if result.used_at is not None:
+        body["used_at"] = _utc(result.used_at)
+    body["used_by"] = result.used_by
     return jsonify({k: v for k, v in body.items() if v is not None})
+
+
+def _utc(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def confirm_answer(done: Confirmation) -> Response:

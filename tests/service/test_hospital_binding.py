@@ -144,3 +144,58 @@ def test_parallel_desk_logins_never_pass_the_limit(app: Any, store: Store) -> No
     for t in threads:
         t.join()
     assert codes.count(401) == 10 and codes.count(429) == 20
+
+
+# --- what the scan answer tells the clerk (issue 14) -------------------------------------------
+
+
+def test_a_scan_shows_the_birth_date_and_a_masked_number_never_the_full_one(
+    client: Any, store: Store, creds: Any
+) -> None:
+    card = issue_card(client, store, creds)
+    number = card["id_number"]  # 110105 19850317 001 + check digit
+    r = client.post("/api/v1/scan", json={"qr_token": _qr(client, card)}, headers=creds.hospital)
+    assert r.json["valid"] is True
+    assert r.json["id_number_masked"] == number[:4] + "*" * 10 + number[-4:]
+    assert r.json["birth_date"] == "1985-03-17"
+    text = r.get_data(as_text=True)
+    assert number not in text and number[:6] not in text  # the district digits stay hidden
+
+
+def test_a_suspended_card_says_no_validity_but_who_it_is(
+    client: Any, store: Store, creds: Any
+) -> None:
+    card = issue_card(client, store, creds)
+    code = _qr(client, card)
+    sus = client.post("/api/v1/cards/suspend", json={"pin": "480613"}, headers=bearer(card["card"]))
+    assert sus.status_code == 200, sus.json
+    r = client.post("/api/v1/scan", json={"qr_token": code}, headers=creds.hospital)
+    assert (r.json["valid"], r.json["error"], r.json["status"]) == (
+        False,
+        "card_suspended",
+        "suspended",
+    )
+    assert "expires_in" not in r.json and "valid_for_s" not in r.json
+    assert r.json["birth_date"] == "1985-03-17" and "scan_id" not in r.json
+
+
+def test_already_used_says_when_and_whether_at_this_desk_never_the_other_hospital(
+    client: Any, store: Store, creds: Any
+) -> None:
+    card = issue_card(client, store, creds)
+    other = add_channel(store, "St. Elsewhere clinic", "scan")
+    other_headers = basic(other.client_id, other.client_secret)
+    code = _qr(client, card)
+    before = datetime.now(UTC).replace(microsecond=0)
+    first = client.post("/api/v1/scan", json={"qr_token": code}, headers=creds.hospital)
+    assert first.json["valid"] is True
+    here = client.post("/api/v1/scan", json={"qr_token": code}, headers=creds.hospital)
+    assert (here.json["valid"], here.json["error"]) == (False, "replayed")
+    assert here.json["used_by"] == "this_desk"
+    used_at = datetime.fromisoformat(here.json["used_at"].replace("Z", "+00:00"))
+    assert before <= used_at <= datetime.now(UTC)
+    elsewhere = client.post("/api/v1/scan", json={"qr_token": code}, headers=other_headers)
+    assert elsewhere.json["used_by"] == "other_desk"
+    assert elsewhere.json["used_at"] == here.json["used_at"]
+    assert "General hospital" not in elsewhere.get_data(as_text=True)
+    assert "expires_in" not in elsewhere.json and "scan_id" not in elsewhere.json

@@ -46,15 +46,32 @@
     document.getElementById("patient-state").removeAttribute("data-i18n");
     document.getElementById("patient-name").textContent = res.name || "";
     document.getElementById("patient-card").textContent = res.card_no || "";
+    // The ID number (masked) and the birth date, to compare with the patient's ID document.
+    var id = res.id_number_masked || "";
+    if (id && res.birth_date) id += " · " + t("desk.born", { date: res.birth_date });
+    document.getElementById("patient-id").textContent = id;
     document.getElementById("patient-card-status").textContent =
       res.status ? t("card.status") + ": " + ECard.statusLabel(res.status) : "";
+    // How long the code stays valid is said only of a valid code (never of a refused card).
     document.getElementById("patient-validity").textContent =
-      typeof res.valid_for_s === "number" ? t("desk.valid_for", { s: res.valid_for_s }) : "";
+      res.valid && typeof res.valid_for_s === "number" ? t("desk.valid_for", { s: res.valid_for_s }) : "";
+  }
+
+  /** "already used at 10:42 at your desk (2 min ago)": the first use of a replayed code. */
+  function usedText(res) {
+    if (!res.used_at) return "";
+    var when = new Date(res.used_at);
+    if (isNaN(when.getTime())) return "";
+    var hhmm = ("0" + when.getHours()).slice(-2) + ":" + ("0" + when.getMinutes()).slice(-2);
+    var mins = Math.max(0, Math.round((Date.now() - when.getTime()) / 60000));
+    var key = res.used_by === "this_desk" ? "desk.used_here" : (res.used_by === "other_desk" ? "desk.used_elsewhere" : "desk.used_at");
+    return t(key, { time: hhmm, min: mins });
   }
 
   function errorText(res) {
     // A known card that is not active says what it is (suspended, revoked) in the clerk's language.
     var code = res.status && res.status !== "active" ? res.status : (res.error || "token_invalid");
+    if (code === "replayed" && res.used_at) return usedText(res) + " " + t("desk.error.replayed_next");
     if (ECard.has("desk.error." + code)) return t("desk.error." + code);
     return res.message || t("desk.error.token_invalid");
   }
@@ -120,6 +137,8 @@
   // --- picture upload ------------------------------------------------------------------------
 
   var upload = document.getElementById("upload");
+  // A real button opens the file chooser: it takes the keyboard focus and shows it.
+  document.getElementById("upload-button").addEventListener("click", function () { upload.click(); });
   upload.addEventListener("change", function () {
     var file = upload.files && upload.files[0];
     if (!file) return;
