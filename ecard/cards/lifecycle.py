@@ -113,6 +113,7 @@ class Cards:
             )
             raise AssertionError("unreachable: the guard refuses a wrong PIN") from None
         self.check_pin(card.id, pin, action=action, now=now)
+        self._audit("citizen", action, "opened", card.id, _now(now))  # the holder's timeline
         return card
 
     def current(self, card_id: str, jti: str) -> CardInfo:

@@ -318,12 +318,14 @@ def face_check() -> FaceCheck:
 def card_overview() -> CardOverview:
     """The card's status now and the timeline of its application (``Authorization: Bearer``
     with the e-card token, which only the citizen's device holds)."""
+    from dataclasses import asdict
+
     from ecard.cards.timeline import card_timeline
     from ecard.web.cards import card_summary, holder_card
 
     info = holder_card()
     timeline = card_timeline(_services().store, info.id)
-    events = [CardEvent(at=e.at, action=e.action, outcome=e.outcome) for e in timeline]
+    events = [CardEvent(**asdict(e)) for e in timeline]
     return CardOverview(**card_summary(info).model_dump(), events=events)
 
 

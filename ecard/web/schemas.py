@@ -388,6 +388,11 @@ class CardEvent(Answer):
     at: datetime
     action: str
     outcome: str
+    by: Literal["you", "hospital", "app", "service"] = Field(
+        "service", description="who: the holder's device, a hospital, a city app, this service"
+    )
+    where: str | None = Field(None, description="the hospital's or app's name")
+    alert: bool = Field(False, description="a wrong PIN was entered: a security alert")
 
 
 class CardOverview(CardSummary):

@@ -106,7 +106,7 @@ def test_the_timeline_shows_this_card_only(client: Any, store: Store, creds: Any
         record(s, actor="system", action="revoke", outcome="revoked", card_id=other_id, now=now)
         # an event of no enrollment and no card (e.g. a desk login): nobody's timeline
         record(s, actor="desk", action="login", outcome="ok", now=now)
-        record(s, actor="citizen", action="pin_check", outcome="wrong_pin", card_id=mine_id)
+        record(s, actor="citizen", action="pin_check", outcome="wrong_pin", card_id=other_id)
     steps = [(e.action, e.outcome) for e in card_timeline(store, mine_id)]
     assert steps == [
         ("authorize", "authorized"),
@@ -118,6 +118,64 @@ def test_the_timeline_shows_this_card_only(client: Any, store: Store, creds: Any
     page = client.get("/card/overview", headers=bearer(mine["card"]))
     assert page.status_code == 200, page.json
     assert [(e["action"], e["outcome"]) for e in page.json["events"]] == steps
+
+
+def test_the_timeline_says_what_each_event_was_and_who_did_it(
+    client: Any, store: Store, creds: Any
+) -> None:
+    """A wrong PIN at a hospital desk is an alert naming the hospital, not a confirmation; a
+    failed login is an alert, the successful one is listed; a scan names the hospital."""
+    from ecard.channels import add_channel
+    from ecard.errors import WrongPinError
+
+    card = issue_card(client, store, creds, seq=3, pin="480613")
+    cards = client.application.extensions["ecard"].cards()
+    card_id = cards.by_number(card["card_no"]).id
+    desk = add_channel(store, "Ruijin Hospital", "scan")
+    actor = f"hospital:{desk.client_id}"
+    cards.audit(actor, "scan", "active", card_id)
+    with pytest.raises(WrongPinError):
+        cards.check_pin(card_id, "111111", actor=actor, action="confirm")
+    cards.check_pin(card_id, "480613", actor=actor, action="confirm")
+    cards.audit(actor, "confirm", "confirmed", card_id)
+    with pytest.raises(WrongPinError):
+        cards.login(card["card_no"], "222222")
+    cards.login(card["card_no"], "480613")
+    with pytest.raises(WrongPinError):
+        cards.check_pin(card_id, "333333", action="qr")
+
+    events = card_timeline(store, card_id)
+    assert events[0].action == "authorize" and events[0].by == "app"
+    assert events[0].where == "City app"
+    later = [(e.action, e.outcome, e.by, e.where, e.alert) for e in events[4:]]
+    assert later == [
+        ("scan", "active", "hospital", "Ruijin Hospital", False),
+        ("confirm", "wrong_pin", "hospital", "Ruijin Hospital", True),
+        ("confirm", "confirmed", "hospital", "Ruijin Hospital", False),
+        ("login", "wrong_pin", "you", None, True),
+        ("login", "opened", "you", None, False),
+        ("qr", "wrong_pin", "you", None, True),
+    ]
+    page = client.get("/card/overview", headers=bearer(cards_token(client, card)))
+    assert page.status_code == 200, page.json
+    shown = page.json["events"][4:]
+    assert shown[1] == {
+        "at": shown[1]["at"],
+        "action": "confirm",
+        "outcome": "wrong_pin",
+        "by": "hospital",
+        "where": "Ruijin Hospital",
+        "alert": True,
+    }
+    # (the token for this request came from one more login, listed last)
+    assert [e["alert"] for e in shown] == [False, True, False, True, False, True, False]
+
+
+def cards_token(client: Any, card: dict[str, Any]) -> str:
+    """A current e-card token (the login above superseded the one given at issuance)."""
+    r = client.post("/api/v1/cards/login", json={"card_no": card["card_no"], "pin": "480613"})
+    assert r.status_code == 200, r.json
+    return str(r.json["card"])
 
 
 def test_two_stores_in_a_row_do_not_share_the_status_query(

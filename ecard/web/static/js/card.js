@@ -9,11 +9,24 @@
   var status = "active";
   qr.onStatus = function (s) { setStatus(s); };
 
+  /** The card number in groups of four, easier to read out and to copy on paper. */
+  function grouped(no) { return (no || "").replace(/(\d{4})(?=\d)/g, "$1 "); }
+
+  function cardNo() { return (ECard.jwtPayload(ECard.cardStore.get() || "") || {}).card_no || ""; }
+
+  function renderKeep() {
+    document.getElementById("card-no-grouped").textContent = grouped(cardNo());
+    document.getElementById("keep-way").textContent =
+      t("card.keep_way", { url: location.origin + "/card" });
+  }
+
   function setStatus(s) {
     status = s || "active";
     ECard.renderCard(ECard.cardStore.get(), status);
+    renderKeep();
     var active = status === "active";
     document.getElementById("lost-open").hidden = !active;
+    document.getElementById("lost-panel").hidden = !active;
     if (!active) {
       qr.stop();
       document.getElementById("qr-img").hidden = true;
@@ -23,9 +36,27 @@
     }
   }
 
+  function whenText(at) { return new Date(at).toLocaleString(ECard.lang()); }
+
+  /** Where a PIN was typed: the hospital's name, or which of the holder's screens. */
+  function whereText(ev) {
+    if (ev.where) return ev.where;
+    if (ev.by === "hospital") return t("card.where_hospital");
+    return t(ev.action === "login" ? "card.where_login"
+      : ev.action === "qr" ? "card.where_qr" : "card.where_device");
+  }
+
+  /** A wrong PIN (or one refused after wrong ones) entered anywhere: a security alert. */
+  function alertText(ev) {
+    var key = ev.outcome === "wrong_pin" ? "card.alert_wrong_pin" : "card.alert_pin_refused";
+    return t(key, { where: whereText(ev), time: whenText(ev.at) });
+  }
+
   function eventText(ev) {
+    if (ev.alert) return alertText(ev);
     var key = "event." + ev.action;
     var text = ECard.has(key) ? t(key) : ev.action;
+    if (ev.where && ECard.has(key + "_at")) text = t(key + "_at", { where: ev.where });
     // Outcomes are shown only when they add something: a failure reason or a scan's answer.
     var outcome = "";
     if (ev.action.indexOf("card_") === 0) return text;
@@ -40,22 +71,50 @@
     list.textContent = "";
     events.forEach(function (ev) {
       var li = document.createElement("li");
+      if (ev.alert) li.className = "alert";
       var when = document.createElement("time");
       when.dateTime = ev.at;
-      when.textContent = new Date(ev.at).toLocaleString(ECard.lang());
+      when.textContent = whenText(ev.at);
       li.appendChild(when);
       li.appendChild(document.createTextNode(eventText(ev)));
       list.appendChild(li);
     });
     document.getElementById("timeline-panel").hidden = !events.length;
+    // The alerts again at the top of the page, newest first, where they cannot be missed.
+    var alerts = document.getElementById("alerts");
+    alerts.textContent = "";
+    events.filter(function (ev) { return ev.alert; }).reverse().forEach(function (ev) {
+      var li = document.createElement("li");
+      li.textContent = alertText(ev);
+      alerts.appendChild(li);
+    });
+    document.getElementById("alerts-panel").hidden = !alerts.children.length;
+    document.getElementById("alerts-hint").hidden = status !== "active";
+    renderResult();
   }
 
-  var lostDone = false;
+  /** The city-service app the card was applied in (the first step of the timeline). */
+  function appName() {
+    for (var i = 0; i < events.length; i++) {
+      if (events[i].action === "authorize" && events[i].where) return events[i].where;
+    }
+    return t("card.next_app");
+  }
+
+  /** A suspended card: the result of the report and the next step, at the top of the page. */
+  function renderResult() {
+    var box = document.getElementById("lost-result");
+    box.hidden = status !== "suspended";
+    if (box.hidden) return;
+    document.getElementById("lost-msg").textContent = t("card.reported");
+    document.getElementById("next-new-card").textContent = t("card.next_new_card", { app: appName() });
+  }
+
   ECard.onLanguage(function () {
     if (!ECard.cardStore.get()) return;
     setStatus(status);
     renderTimeline();
-    if (lostDone) document.getElementById("lost-msg").textContent = t("card.reported");
+    if (!document.getElementById("forget-ask").hidden) askForget();
   });
 
   /** Status and timeline from the server (the card token proves which card). */
@@ -143,24 +202,52 @@
         if (!res.ok) { err.textContent = ECard.errorText(res.body, "pin."); return; }
         err.textContent = "";
         lostForm.hidden = true;
-        lostDone = true;
-        document.getElementById("lost-msg").textContent = t("card.reported");
         setStatus("suspended");
+        renderResult();
+        var box = document.getElementById("lost-result");
+        box.scrollIntoView({ block: "start" });
+        box.focus({ preventScroll: true });
         loadOverview();
       });
   });
 
   // No PIN (forgotten, or a wait after wrong PINs)? A face check reports the loss or sets a new PIN.
-  document.getElementById("recover-open").addEventListener("click", function () {
-    var err = document.getElementById("lost-err");
+  function startRecovery(err) {
     err.textContent = t("recover.starting");
     ECard.api("POST", "/api/v1/cards/recovery", { bearer: ECard.cardStore.get() }).then(function (res) {
       if (!res.ok) { err.textContent = ECard.errorText(res.body, "pin."); return; }
       location.assign(res.body.enroll_url);
     });
+  }
+  document.getElementById("recover-open").addEventListener("click", function () {
+    startRecovery(document.getElementById("lost-err"));
+  });
+  document.getElementById("next-recover").addEventListener("click", function (ev) {
+    ev.preventDefault();
+    startRecovery(document.getElementById("lost-msg"));
   });
 
+  // Removing the card from this phone is asked first: it cannot be undone without the number.
+  function askForget() {
+    document.getElementById("forget-warn").textContent =
+      t("card.forget_ask", { no: grouped(cardNo()) });
+  }
   document.getElementById("forget").addEventListener("click", function () {
+    askForget();
+    document.getElementById("forget").hidden = true;
+    document.getElementById("forget-ask").hidden = false;
+    document.getElementById("forget-no").focus();
+  });
+  function closeForget() {
+    document.getElementById("forget-ask").hidden = true;
+    document.getElementById("forget").hidden = false;
+  }
+  document.getElementById("forget-no").addEventListener("click", function () {
+    closeForget();
+    document.getElementById("forget").focus();
+  });
+  document.getElementById("forget-yes").addEventListener("click", function () {
+    closeForget();
     ECard.cardStore.clear();
     showLogin();
   });
