@@ -57,15 +57,16 @@
       res.valid && typeof res.valid_for_s === "number" ? t("desk.valid_for", { s: res.valid_for_s }) : "";
   }
 
-  /** "already used at 10:42 at your desk (2 min ago)": the first use of a replayed code. */
+  /** "already used at 10:42 at your desk (2 min ago)" (or "just now"): the first use of a replayed code. */
   function usedText(res) {
     if (!res.used_at) return "";
     var when = new Date(res.used_at);
     if (isNaN(when.getTime())) return "";
     var hhmm = ("0" + when.getHours()).slice(-2) + ":" + ("0" + when.getMinutes()).slice(-2);
-    var mins = Math.max(0, Math.round((Date.now() - when.getTime()) / 60000));
+    var mins = Math.max(0, Math.floor((Date.now() - when.getTime()) / 60000));
+    var ago = mins < 1 ? t("desk.ago_now") : t("desk.ago_min", { min: mins });
     var key = res.used_by === "this_desk" ? "desk.used_here" : (res.used_by === "other_desk" ? "desk.used_elsewhere" : "desk.used_at");
-    return t(key, { time: hhmm, min: mins });
+    return t(key, { time: hhmm, ago: ago });
   }
 
   function errorText(res) {
