@@ -183,10 +183,13 @@ def test_issue_verify_qr_scan_suspend(client, store: Store, creds) -> None:
     again = client.post(
         "/api/v1/scan", json={"qr_token": qr.json["qr_token"]}, headers=creds.hospital
     )
-    assert again.status_code == 200 and again.json == {
+    body = dict(again.json)
+    assert body.pop("used_at").endswith("Z")  # when it was first used, and at this desk
+    assert again.status_code == 200 and body == {
         "valid": False,
         "error": "replayed",
         "message": "This QR code was already used.",
+        "used_by": "this_desk",
     }
 
     wrong = client.post("/api/v1/cards/qr", json={"pin": "111222"}, headers=bearer(card["card"]))
