@@ -81,7 +81,17 @@ def list_keys(settings: Settings) -> int:
     return 0
 
 
-@keys.command()
+class _KidCommand(Command):
+    """A kid is base64url and starts with "-" one time in 64: what follows the command is the
+    kid, never options (``-h``/``--help`` alone still ask for help)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in ("-h", "--help", "--"):
+            args = ["--", *args]
+        return super().parse_args(ctx, args)
+
+
+@keys.command(cls=_KidCommand)
 @click.argument("kid")
 @click.pass_obj
 def retire(settings: Settings, kid: str) -> int:

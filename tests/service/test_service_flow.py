@@ -122,10 +122,13 @@ def test_whole_flow_on_a_real_clip(tmp_path, store: Store, face_models, clip_med
     again = client.post(
         "/api/v1/scan", data={"image": (io.BytesIO(png), "qr.png")}, headers=creds.hospital
     )
-    assert again.json == {
+    body = dict(again.json)
+    assert body.pop("used_at").endswith("Z")  # when it was first used, and at this desk
+    assert body == {
         "valid": False,
         "error": "replayed",
         "message": "This QR code was already used.",
+        "used_by": "this_desk",
     }
 
     timeline = client.get(f"/api/v1/enrollments/{eid}", headers=creds.channel).json["timeline"]
