@@ -161,3 +161,46 @@ def id_photo(bgr: Any, models: Any) -> bytes:
     crop = bgr[y0 : int(y0 + h), x0 : int(x0 + w)]
     small = cv2.resize(crop, (102, 126), interpolation=cv2.INTER_AREA)
     return jpeg(small, 92)
+
+
+# --- a served instance (`ecard serve` in a subprocess) -----------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (127.0.0.1)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """``(status, body)`` of a GET, HTTP errors included."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers or {}), timeout=5
+        ) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_ready(server: Any, base: str, timeout: float = 120) -> bytes:
+    """Poll ``base/readyz`` until it answers 200 (fails if the server process ends first);
+    returns the answer's body."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    status, body = 0, b""
+    while time.monotonic() < deadline and status != 200:
+        assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+        try:
+            status, body = http_get(base + "/readyz")
+        except OSError:
+            time.sleep(0.5)
+    assert status == 200, body
+    return body

@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -224,7 +223,7 @@ def test_the_examples_of_the_page_and_the_readme_run_against_ecard_serve(tmp_pat
     photo is someone else: that step is recorded through the domain, as the other service tests
     do); it yields the card. The ``/`` example runs verbatim with that card, the README's
     offline example with the port substituted: both accept it, and refuse it once suspended."""
-    from test_service_serve import _free_port, _get
+    from svc_helpers import free_port, http_get, wait_ready
 
     from ecard.enrollment import Enrollments
     from ecard.store import open_store
@@ -232,7 +231,7 @@ def test_the_examples_of_the_page_and_the_readme_run_against_ecard_serve(tmp_pat
     if shutil.which("curl") is None or shutil.which("jq") is None:
         pytest.skip("the README walk-through needs curl and jq")
     instance = tmp_path / "instance"
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -255,15 +254,7 @@ def test_the_examples_of_the_page_and_the_readme_run_against_ecard_serve(tmp_pat
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 120
-        status = 0
-        while time.monotonic() < deadline and status != 200:
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            try:
-                status, _ = _get(base + "/readyz")
-            except OSError:
-                time.sleep(0.5)
-        assert status == 200
+        wait_ready(server, base)
 
         # the README's curl walk-through, up to the camera step ...
         walk = _readme_block("sh", "curl")
@@ -321,7 +312,7 @@ def test_the_examples_of_the_page_and_the_readme_run_against_ecard_serve(tmp_pat
         assert claims["status"]["status_list"]["uri"].startswith(base + "/api/v1/status-lists/")
 
         # the / page's example, verbatim
-        status, page = _get(base + "/")
+        status, page = http_get(base + "/")
         assert status == 200
         blocks = _pre_blocks(page.decode())
         assert [a.get("id") for a, _ in blocks] == ["offline-example"]  # the page's only code

@@ -11,35 +11,17 @@ import socket
 import stat
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from svc_helpers import free_port, http_get, wait_ready
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(
-            urllib.request.Request(url, headers=headers or {}), timeout=5
-        ) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 def test_ecard_serve_creates_the_instance_and_serves(tmp_path: Path) -> None:
     instance = tmp_path / "instance"
-    port = _free_port()
+    port = free_port()
     token = "metrics-" + "t" * 24
     env = {
         **os.environ,
@@ -57,20 +39,13 @@ def test_ecard_serve_creates_the_instance_and_serves(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        status = 0
-        while time.monotonic() < deadline and status != 200:
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            try:
-                status, body = _get(base + "/readyz")
-            except OSError:
-                time.sleep(0.5)
-        assert status == 200 and json.loads(body)["status"] == "ready"
+        body = wait_ready(server, base)
+        assert json.loads(body)["status"] == "ready"
         assert (instance / "ecard.sqlite3").exists() and (instance / "keys").is_dir()
         for _ in range(6):  # whichever worker answers, /metrics adds all workers up
-            assert _get(base + "/healthz")[0] == 200
-        assert _get(base + "/metrics")[0] == 401  # finding 13: not for anyone
-        status, text = _get(base + "/metrics", {"Authorization": f"Bearer {token}"})
+            assert http_get(base + "/healthz")[0] == 200
+        assert http_get(base + "/metrics")[0] == 401  # finding 13: not for anyone
+        status, text = http_get(base + "/metrics", {"Authorization": f"Bearer {token}"})
         assert status == 200
         line = next(
             ln
@@ -81,9 +56,9 @@ def test_ecard_serve_creates_the_instance_and_serves(tmp_path: Path) -> None:
         node = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())
         assert stat.S_IMODE((instance / f"prometheus-{node}").stat().st_mode) == 0o700
         # Finding 9: links name the address served (--port), whatever the Host header says.
-        status, page = _get(base + "/", {"Host": "evil.example"})
+        status, page = http_get(base + "/", {"Host": "evil.example"})
         assert status == 200 and b"evil.example" not in page and base.encode() in page
-        status, body = _get(base + "/api/v1/nothing")
+        status, body = http_get(base + "/api/v1/nothing")
         assert status == 404 and json.loads(body)["error"] == "not_found"
     finally:
         server.terminate()
@@ -97,7 +72,7 @@ def test_ecard_serve_refuses_the_test_only_challenge_seed(tmp_path: Path) -> Non
     """A seeded challenge is predictable: a recording timed to its cues would pass every time."""
     env = {**os.environ, "ECARD_INSTANCE": str(tmp_path / "i"), "ECARD_LIVENESS_SEED": "7"}
     done = subprocess.run(
-        [sys.executable, "-m", "ecard.cli", "serve", "--port", str(_free_port())],
+        [sys.executable, "-m", "ecard.cli", "serve", "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,
@@ -116,7 +91,7 @@ def test_ecard_serve_refuses_the_test_only_challenge_seed(tmp_path: Path) -> Non
 def test_ecard_serve_refuses_a_bad_setting_in_one_line(tmp_path: Path, name: str, value: str):
     env = {**os.environ, "ECARD_INSTANCE": str(tmp_path / "i"), name: value}
     done = subprocess.run(
-        [sys.executable, "-m", "ecard.cli", "serve", "--port", str(_free_port())],
+        [sys.executable, "-m", "ecard.cli", "serve", "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,
