@@ -117,7 +117,10 @@ class DbAttemptCounter:
                 return Reservation(True, int(got[0]), int(got[1]), None, got[2])
             row = s.get(AttemptRow, key)
             if row is not None:
-                if not _refuses(policy, row, now) and _again < 5:
+                may_try = policy.allows(
+                    row.failures, row.window_start, row.window_failures, row.next_try_at, now
+                )
+                if may_try and _again < 5:
                     # The row was committed by another request after our UPDATE looked
                     # (READ COMMITTED): it allows a try, so count it now.
                     return self.reserve(key, policy, now, _again=_again + 1)
@@ -149,16 +152,6 @@ class DbAttemptCounter:
     def reset(self, key: str) -> None:
         with self._store.write() as s:
             s.execute(delete(AttemptRow).where(AttemptRow.key == key))
-
-
-def _refuses(policy: LockoutPolicy, row: AttemptRow, now: datetime) -> bool:
-    """Whether ``row`` refuses a try at ``now``: the negation of the UPDATE's WHERE."""
-    if row.next_try_at is not None and row.next_try_at > now:
-        return True
-    if policy.max_consecutive is not None and row.failures >= policy.max_consecutive:
-        return True
-    fresh = row.window_start is None or row.window_start <= now - policy.window
-    return not fresh and row.window_failures >= policy.window_limit
 
 
 def _next_try(policy: LockoutPolicy, now: datetime) -> Any:

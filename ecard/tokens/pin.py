@@ -269,6 +269,23 @@ class LockoutPolicy:
         if self.max_consecutive is not None and self.max_consecutive < self.free_tries:
             raise ValueError("max_consecutive must be >= free_tries")
 
+    def allows(
+        self,
+        failures: int,
+        window_start: datetime | None,
+        window_failures: int,
+        next_try_at: datetime | None,
+        now: datetime,
+    ) -> bool:
+        """Whether a key with these counts may try at ``now`` (the rule the database counter's
+        ``UPDATE ... WHERE`` states in SQL)."""
+        fresh_window = window_start is None or window_start <= now - self.window
+        return (
+            (next_try_at is None or next_try_at <= now)
+            and (self.max_consecutive is None or failures < self.max_consecutive)
+            and (fresh_window or window_failures < self.window_limit)
+        )
+
     def delay_after(self, failures: int) -> timedelta | None:
         """The wait after the ``failures``-th consecutive failure, or None."""
         if not self.delays or failures < self.free_tries:
@@ -355,12 +372,7 @@ class MemoryAttemptCounter:
             if c is None:
                 c = self._counts[key] = _Count(0, now, 0, None)
             fresh_window = c.window_start <= now - policy.window
-            allowed = (
-                (c.next_try_at is None or c.next_try_at <= now)
-                and (policy.max_consecutive is None or c.failures < policy.max_consecutive)
-                and (fresh_window or c.window_failures < policy.window_limit)
-            )
-            if not allowed:
+            if not policy.allows(c.failures, c.window_start, c.window_failures, c.next_try_at, now):
                 return refusal(
                     policy, c.failures, c.window_start, c.window_failures, c.next_try_at, now
                 )
